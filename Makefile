@@ -1,0 +1,66 @@
+# twocache: PGXS build, dependency set-up, tests and demo.
+#
+#   make demo   start a throwaway server and show twocache at work
+#   make test   build, install and run every test suite
+#
+# Both install missing Debian packages first (make deps).
+
+EXTENSION = twocache
+MODULE_big = twocache
+OBJS = \
+	src/twocache.o \
+	src/shmem.o \
+	src/store.o \
+	src/arc.o \
+	src/flight.o \
+	src/fetch.o \
+	src/funcs.o
+
+DATA = sql/twocache--1.0.sql
+PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
+
+# pg_regress topics, for "make installcheck" against a server that preloads
+# twocache; "make test" runs them on temporary servers of its own.
+REGRESS = api ttl negative errors settings stats privileges
+REGRESS_OPTS = --temp-config=$(srcdir)/test/twocache.conf
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+SHLIB_LINK = -lhiredis
+
+EXTRA_CLEAN = test/results test/output tmp_check results regression.diffs regression.out
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+$(OBJS): src/twocache.h src/arc.h
+else
+# No server headers yet (fresh machine): "make deps" installs them, and the
+# targets below re-run make once they are there.
+all install:
+	@echo "PostgreSQL server headers not found: run 'make deps' first." >&2
+	@exit 1
+endif
+
+.PHONY: deps test demo install-for-test
+
+# Install whatever is missing from Debian's packages (sudo when not root).
+deps:
+	@$(CURDIR)/test/deps.sh
+
+# Install the built extension into the server's directories (sudo when not root).
+install-for-test:
+	@$(MAKE) --no-print-directory all
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory install >/dev/null; \
+	else sudo $(MAKE) --no-print-directory install PG_CONFIG=$(PG_CONFIG) >/dev/null; fi
+
+# Build, install, and run every suite on temporary servers.
+test: deps
+	@$(MAKE) --no-print-directory install-for-test
+	@PG_CONFIG=$(PG_CONFIG) $(CURDIR)/test/run.sh
+
+# A throwaway server showing twocache at work; leaves nothing running.
+demo: deps
+	@$(MAKE) --no-print-directory install-for-test
+	@PG_CONFIG=$(PG_CONFIG) $(CURDIR)/bench/demo.sh

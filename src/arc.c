@@ -1,0 +1,373 @@
+/*-------------------------------------------------------------------------
+ *
+ * arc.c
+ *	  The ARC replacement policy over one partition of shared memory.
+ *
+ * This is the algorithm of Megiddo and Modha ("ARC: A Self-Tuning, Low
+ * Overhead Replacement Cache", FAST 2003, figure 4) with an integer target
+ * p and delta = max(1, |B_other| / |B_this|).  T1 and T2 hold resident
+ * entries, B1 and B2 their ghosts (keys only).  Each list is a dlist whose
+ * head is the MRU end.  The directory is a dynahash keyed by ArcKey.
+ *
+ * Departures from the paper, none of which changes its behaviour on a trace
+ * of plain lookups and fills that fit in memory:
+ *	- An entry is inserted when its value arrives (after the fetch) rather
+ *	  than when the miss is seen; with no concurrency this is the same trace.
+ *	- Deletes and expiries remove an entry without making it a ghost, so the
+ *	  cache may hold fewer than c entries after warm-up; REPLACE then runs
+ *	  only while T1 and T2 together are full.
+ *	- When the arena cannot hold a new value, REPLACE runs until it fits,
+ *	  then ghosts are dropped (they hold keys), LRU first.
+ *
+ * Locking: every function here expects the partition's LWLock held
+ * exclusively, except ArcFind, for which shared mode suffices.  Nothing here
+ * does I/O, raises errors or allocates backend memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+
+#include "arc.h"
+#include "twocache.h"
+
+static inline ArcEntry *
+list_lru(ArcPartition *part, ArcList list)
+{
+	if (dlist_is_empty(&part->lists[list]))
+		return NULL;
+	return dlist_tail_element(ArcEntry, node, &part->lists[list]);
+}
+
+static inline void
+list_push_mru(ArcPartition *part, ArcEntry *e, ArcList list)
+{
+	e->list = list;
+	dlist_push_head(&part->lists[list], &e->node);
+	part->len[list]++;
+}
+
+static inline void
+list_unlink(ArcPartition *part, ArcEntry *e)
+{
+	dlist_delete(&e->node);
+	part->len[e->list]--;
+}
+
+static inline void
+free_value(ArcPartition *part, ArcEntry *e)
+{
+	if (e->value != NULL)
+		ArenaFree(&part->arena, e->value);
+	e->value = NULL;
+	e->value_len = 0;
+	e->negative = false;
+}
+
+/* Remove an entry that is not on any list from the directory. */
+static void
+forget_entry(ArcPartition *part, HTAB *hash, ArcEntry *e)
+{
+	char	   *keydata = (char *) e->key.data;
+	bool		found;
+
+	free_value(part, e);
+	hash_search_with_hash_value(hash, &e->key, e->key.hash, HASH_REMOVE, &found);
+	Assert(found);
+	ArenaFree(&part->arena, keydata);
+}
+
+/* Take the LRU entry of a list out of the directory altogether. */
+static void
+drop_lru(ArcPartition *part, HTAB *hash, ArcList list)
+{
+	ArcEntry   *e = list_lru(part, list);
+
+	if (e == NULL)
+		return;
+	list_unlink(part, e);
+	forget_entry(part, hash, e);
+}
+
+/*
+ * REPLACE(x, p) of the paper: demote the LRU entry of T1 or T2 to the MRU
+ * end of its ghost list, freeing its value.
+ */
+static void
+arc_replace(ArcPartition *part, bool x_in_b2, uint64 *evicted)
+{
+	int			t1 = part->len[ARC_T1];
+	ArcList		from;
+	ArcEntry   *victim;
+
+	if (t1 >= 1 && ((x_in_b2 && t1 == part->p) || t1 > part->p))
+		from = ARC_T1;
+	else
+		from = ARC_T2;
+	if (part->len[from] == 0)
+		from = (from == ARC_T1) ? ARC_T2 : ARC_T1;
+
+	victim = list_lru(part, from);
+	if (victim == NULL)
+		return;
+	list_unlink(part, victim);
+	free_value(part, victim);
+	list_push_mru(part, victim, from == ARC_T1 ? ARC_B1 : ARC_B2);
+	(*evicted)++;
+}
+
+/*
+ * Allocate from the arena, running REPLACE while it is full and then
+ * dropping ghosts.  The entry being stored must not be on any list.
+ */
+static char *
+alloc_evicting(ArcPartition *part, HTAB *hash, Size size, bool x_in_b2,
+			   uint64 *evicted)
+{
+	for (;;)
+	{
+		char	   *p = ArenaAlloc(&part->arena, size);
+
+		if (p != NULL)
+			return p;
+		if (part->len[ARC_T1] + part->len[ARC_T2] > 0)
+			arc_replace(part, x_in_b2, evicted);
+		else if (part->len[ARC_B1] > 0)
+			drop_lru(part, hash, ARC_B1);
+		else if (part->len[ARC_B2] > 0)
+			drop_lru(part, hash, ARC_B2);
+		else
+			return NULL;
+	}
+}
+
+/*
+ * dynahash support: the hash is computed once by the caller and kept in the
+ * key; equality compares database and bytes.
+ */
+uint32
+ArcKeyHash(const void *key, Size keysize)
+{
+	return ((const ArcKey *) key)->hash;
+}
+
+int
+ArcKeyMatch(const void *key1, const void *key2, Size keysize)
+{
+	const ArcKey *a = key1;
+	const ArcKey *b = key2;
+
+	if (a->hash != b->hash || a->dbid != b->dbid || a->len != b->len)
+		return 1;
+	return memcmp(a->data, b->data, a->len);
+}
+
+/* Initialize an empty partition (at shared memory creation). */
+void
+ArcPartitionInit(ArcPartition *part, LWLock *lock, int capacity,
+				 char *arena_base, Size arena_size)
+{
+	int			i;
+
+	memset(part, 0, sizeof(ArcPartition));
+	part->lock = lock;
+	part->capacity = capacity;
+	part->p = 0;
+	for (i = 0; i < ARC_NLISTS; i++)
+	{
+		dlist_init(&part->lists[i]);
+		part->len[i] = 0;
+	}
+	dlist_init(&part->flights);
+	ArenaInit(&part->arena, arena_base, arena_size);
+}
+
+/* Find a directory entry (resident or ghost).  Shared lock suffices. */
+ArcEntry *
+ArcFind(HTAB *hash, const ArcKey *key)
+{
+	return (ArcEntry *) hash_search_with_hash_value(hash, key, key->hash,
+													HASH_FIND, NULL);
+}
+
+/* Case I: a hit on a resident entry moves it to the MRU end of T2. */
+void
+ArcHit(ArcPartition *part, ArcEntry *e)
+{
+	Assert(!ArcListIsGhost(e->list));
+	list_unlink(part, e);
+	list_push_mru(part, e, ARC_T2);
+}
+
+/* Remove an entry (resident or ghost) without leaving a ghost. */
+void
+ArcRemove(ArcPartition *part, HTAB *hash, ArcEntry *e)
+{
+	list_unlink(part, e);
+	forget_entry(part, hash, e);
+}
+
+/*
+ * Largest key plus value a partition can always make room for: half its
+ * arena, less what a resident key may cost, since after evicting everything
+ * else one key chunk can still split the free space in two.
+ */
+Size
+ArcMaxItemSize(ArcPartition *part)
+{
+	Size		reserve = 2 * (TWOCACHE_MAX_KEY_LEN + ArenaChunkOverhead());
+
+	return part->arena.size / 2 > reserve ? part->arena.size / 2 - reserve : 0;
+}
+
+/*
+ * Store a value (or a not-found placeholder) under key: the ARC request for
+ * a key whose value has just been fetched or set.  A resident key is updated
+ * and counts as a hit; a ghost is brought back into T2 after adapting p; a
+ * new key goes through case IV and enters T1.  *evicted is increased by the
+ * number of resident entries demoted or dropped.
+ */
+ArcStoreResult
+ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
+		 const char *value, uint32 value_len, bool negative,
+		 TimestampTz expires_at, uint64 *evicted)
+{
+	ArcEntry   *e;
+	char	   *vcopy = NULL;
+	Size		vsize = negative ? 0 : value_len;
+	int			c = part->capacity;
+	bool		found;
+
+	if (key->len + vsize + 2 * ArenaChunkOverhead() > ArcMaxItemSize(part))
+		return ARC_TOO_LARGE;
+
+	e = ArcFind(hash, key);
+	if (e != NULL && !ArcListIsGhost(e->list))
+	{
+		/* Case I on a write: replace the value, move to MRU of T2. */
+		list_unlink(part, e);
+		free_value(part, e);
+		if (vsize > 0)
+		{
+			vcopy = alloc_evicting(part, hash, vsize, false, evicted);
+			if (vcopy == NULL)
+			{
+				forget_entry(part, hash, e);
+				return ARC_TOO_LARGE;
+			}
+		}
+		list_push_mru(part, e, ARC_T2);
+	}
+	else if (e != NULL)
+	{
+		/* Cases II and III: a ghost hit adapts p, then REPLACE. */
+		bool		in_b2 = (e->list == ARC_B2);
+		int			b1 = part->len[ARC_B1];
+		int			b2 = part->len[ARC_B2];
+
+		if (!in_b2)
+			part->p = Min(c, part->p + Max(1, b2 / b1));
+		else
+			part->p = Max(0, part->p - Max(1, b1 / b2));
+		if (part->len[ARC_T1] + part->len[ARC_T2] >= c)
+			arc_replace(part, in_b2, evicted);
+		list_unlink(part, e);
+		if (vsize > 0)
+		{
+			vcopy = alloc_evicting(part, hash, vsize, in_b2, evicted);
+			if (vcopy == NULL)
+			{
+				forget_entry(part, hash, e);
+				return ARC_TOO_LARGE;
+			}
+		}
+		list_push_mru(part, e, ARC_T2);
+	}
+	else
+	{
+		/* Case IV: not in the directory. */
+		int			l1 = part->len[ARC_T1] + part->len[ARC_B1];
+		int			total = l1 + part->len[ARC_T2] + part->len[ARC_B2];
+		char	   *kcopy;
+
+		if (l1 >= c)
+		{
+			if (part->len[ARC_T1] < c)
+			{
+				drop_lru(part, hash, ARC_B1);
+				if (part->len[ARC_T1] + part->len[ARC_T2] >= c)
+					arc_replace(part, false, evicted);
+			}
+			else
+			{
+				drop_lru(part, hash, ARC_T1);
+				(*evicted)++;
+			}
+		}
+		else if (total >= c)
+		{
+			if (total >= 2 * c)
+				drop_lru(part, hash, part->len[ARC_B2] > 0 ? ARC_B2 : ARC_B1);
+			if (part->len[ARC_T1] + part->len[ARC_T2] >= c)
+				arc_replace(part, false, evicted);
+		}
+
+		kcopy = alloc_evicting(part, hash, Max(key->len, 1), false, evicted);
+		if (kcopy == NULL)
+			return ARC_TOO_LARGE;
+		if (vsize > 0)
+		{
+			vcopy = alloc_evicting(part, hash, vsize, false, evicted);
+			if (vcopy == NULL)
+			{
+				ArenaFree(&part->arena, kcopy);
+				return ARC_TOO_LARGE;
+			}
+		}
+		memcpy(kcopy, key->data, key->len);
+
+		e = (ArcEntry *) hash_search_with_hash_value(hash, key, key->hash,
+													 HASH_ENTER_NULL, &found);
+		if (e == NULL)
+		{
+			/* directory full: cannot happen while the ARC bounds hold */
+			if (vcopy)
+				ArenaFree(&part->arena, vcopy);
+			ArenaFree(&part->arena, kcopy);
+			return ARC_TOO_LARGE;
+		}
+		Assert(!found);
+		e->key.data = kcopy;
+		e->value = NULL;
+		e->value_len = 0;
+		list_push_mru(part, e, ARC_T1);
+	}
+
+	if (vsize > 0)
+		memcpy(vcopy, value, vsize);
+	e->value = vcopy;
+	e->value_len = vsize;
+	e->negative = negative;
+	e->expires_at = expires_at;
+	return ARC_STORED;
+}
+
+/*
+ * Drop every entry, residents and ghosts, and reset p.  Returns how many
+ * resident entries were dropped.
+ */
+uint64
+ArcClear(ArcPartition *part, HTAB *hash)
+{
+	uint64		dropped = part->len[ARC_T1] + part->len[ARC_T2];
+	int			i;
+
+	for (i = 0; i < ARC_NLISTS; i++)
+	{
+		while (part->len[i] > 0)
+			drop_lru(part, hash, (ArcList) i);
+	}
+	part->p = 0;
+	return dropped;
+}

@@ -1,0 +1,122 @@
+/*-------------------------------------------------------------------------
+ *
+ * arc.h
+ *	  One ARC partition in shared memory: directory, lists, arena, fences.
+ *
+ * Everything in an ArcPartition is protected by the partition's LWLock:
+ * shared mode to read, exclusive mode to change anything, including the
+ * ARC order on a hit.  Pointers inside a partition point into the main
+ * shared memory segment, which every backend maps at the same address.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TWOCACHE_ARC_H
+#define TWOCACHE_ARC_H
+
+#include "datatype/timestamp.h"
+#include "lib/ilist.h"
+#include "storage/lwlock.h"
+#include "utils/hsearch.h"
+
+/* Key identity: hashed once per call, compared byte for byte. */
+typedef struct ArcKey
+{
+	uint32		hash;			/* hash of dbid and bytes */
+	Oid			dbid;			/* InvalidOid when twocache.scope = cluster */
+	uint32		len;
+	const char *data;			/* arena copy in the directory; caller's
+								 * bytes in a lookup key */
+} ArcKey;
+
+typedef enum ArcList
+{
+	ARC_T1,						/* resident, seen once recently */
+	ARC_T2,						/* resident, seen at least twice */
+	ARC_B1,						/* ghost of T1 */
+	ARC_B2,						/* ghost of T2 */
+	ARC_NLISTS
+} ArcList;
+
+#define ArcListIsGhost(l)	((l) == ARC_B1 || (l) == ARC_B2)
+
+/* A directory entry (dynahash element); ghosts keep only the key. */
+typedef struct ArcEntry
+{
+	ArcKey		key;			/* hash key: must be first */
+	dlist_node	node;			/* place in lists[list]; head = MRU end */
+	uint8		list;			/* ArcList */
+	bool		negative;		/* typed not-found placeholder */
+	uint32		value_len;
+	char	   *value;			/* arena chunk; NULL for ghosts and
+								 * placeholders */
+	TimestampTz expires_at;		/* 0 = no expiry */
+} ArcEntry;
+
+/* Number of bins of the arena's segregated free lists (log2 classes). */
+#define ARENA_NBINS			48
+
+/* A variable-size allocator over one slice of shared memory (store.c). */
+typedef struct Arena
+{
+	char	   *base;
+	Size		size;
+	Size		used;			/* bytes in allocated chunks, headers included */
+	dlist_head	bins[ARENA_NBINS];
+} Arena;
+
+/* Invalidation fence: when a key stripe (or the partition) was last
+ * invalidated, as a partition-local counter and a timestamp. */
+typedef struct ArcFence
+{
+	uint64		counter;
+	TimestampTz at;
+} ArcFence;
+
+#define ARC_FENCE_STRIPES	256
+
+typedef struct ArcPartition
+{
+	LWLock	   *lock;
+	int			capacity;		/* c */
+	int			p;				/* target size of T1 */
+	int			len[ARC_NLISTS];
+	dlist_head	lists[ARC_NLISTS];
+
+	/* fencing of in-flight fills (flight.c) */
+	uint64		inval_counter;
+	ArcFence	flushed;
+	ArcFence	stripes[ARC_FENCE_STRIPES];
+
+	dlist_head	flights;		/* FlightSlots of fetches in progress */
+	Arena		arena;
+} ArcPartition;
+
+/* Outcome of ArcStore */
+typedef enum ArcStoreResult
+{
+	ARC_STORED,
+	ARC_TOO_LARGE				/* could not fit even after evicting */
+} ArcStoreResult;
+
+/* arc.c: caller holds the partition lock exclusively unless noted */
+extern void ArcPartitionInit(ArcPartition *part, LWLock *lock, int capacity,
+							 char *arena_base, Size arena_size);
+extern uint32 ArcKeyHash(const void *key, Size keysize);
+extern int	ArcKeyMatch(const void *key1, const void *key2, Size keysize);
+extern ArcEntry *ArcFind(HTAB *hash, const ArcKey *key);	/* shared lock ok */
+extern void ArcHit(ArcPartition *part, ArcEntry *e);
+extern void ArcRemove(ArcPartition *part, HTAB *hash, ArcEntry *e);
+extern ArcStoreResult ArcStore(ArcPartition *part, HTAB *hash,
+							   const ArcKey *key, const char *value,
+							   uint32 value_len, bool negative,
+							   TimestampTz expires_at, uint64 *evicted);
+extern uint64 ArcClear(ArcPartition *part, HTAB *hash);
+extern Size ArcMaxItemSize(ArcPartition *part);
+
+/* store.c: caller holds the partition lock exclusively */
+extern void ArenaInit(Arena *arena, char *base, Size size);
+extern char *ArenaAlloc(Arena *arena, Size size);
+extern void ArenaFree(Arena *arena, char *ptr);
+extern Size ArenaChunkOverhead(void);
+
+#endif							/* TWOCACHE_ARC_H */

@@ -1,0 +1,393 @@
+/*-------------------------------------------------------------------------
+ *
+ * flight.c
+ *	  Single-flight fetches: flight slots, waits, takeover and fencing.
+ *
+ * A backend that misses a key and has a fetch query claims a flight slot for
+ * the key in the key's partition and runs the fetch; backends that miss the
+ * same key meanwhile find the slot and sleep on its condition variable
+ * instead of fetching.  When the filler finishes, fails, is cancelled or
+ * exits, it releases the slot (bumping its sequence number) and wakes them;
+ * they look the key up again and either find the value or, if none was
+ * stored, one of them claims a new slot: that is the takeover.  A backend
+ * never waits for a flight it owns itself or for one whose owner is waiting,
+ * directly or through others, for a flight this backend owns (nested fetch
+ * queries could otherwise deadlock); it then fetches without a slot.
+ *
+ * Fencing: every invalidation of a key (del, set, flush, remote message)
+ * bumps the partition's counter and records it in the key's stripe.  A fill
+ * whose key's stripe was bumped after the fill began is stale and is not
+ * stored.  Under REPEATABLE READ and SERIALIZABLE the fetch reads the
+ * transaction's snapshot, which may predate the fill, so an invalidation at
+ * or after the transaction's start also makes the fill stale.
+ *
+ * Locking: a slot on a partition's flights list, the partition's fences and
+ * its list are protected by the partition's LWLock (exclusive to change).
+ * The pool's free list is protected by its spinlock, taken only for list
+ * pushes and pops.  A slot's seq is atomic so sleepers can check it without
+ * the lock.  Every slot a backend owns is on its local list of tickets until
+ * released, by FlightEnd on success and error paths and by an exit callback
+ * on FATAL or process exit, so no slot outlives its owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/twophase.h"
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "utils/timestamp.h"
+
+#include "flight.h"
+#include "twocache.h"
+
+typedef struct FlightSlot
+{
+	dlist_node	node;			/* on a partition's flights, or the free list */
+	uint32		hash;
+	Oid			dbid;
+	uint32		keylen;
+	int			owner;			/* pgprocno of the filler */
+	pg_atomic_uint64 seq;		/* bumped each time the slot is released */
+	ConditionVariable cv;
+	char		key[TWOCACHE_MAX_KEY_LEN];
+} FlightSlot;
+
+typedef struct FlightPool
+{
+	slock_t		mutex;			/* protects free */
+	dlist_head	free;
+	int			nslots;
+	int			nprocs;
+	pg_atomic_uint32 in_flight;
+	pg_atomic_uint32 *waiting_for;	/* [nprocs]: 1 + pgprocno of the owner
+									 * of the flight a backend waits for, or 0 */
+	FlightSlot *slots;			/* [nslots] */
+} FlightPool;
+
+/* Tickets of the flights this backend owns, innermost first. */
+static dlist_head owned = DLIST_STATIC_INIT(owned);
+static bool exit_callback_registered = false;
+
+static int
+pool_nslots(void)
+{
+	/* a fetch may nest another; allow a few levels per backend */
+	return MaxBackends * 4 + 16;
+}
+
+static int
+pool_nprocs(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+/* Shared memory needed for the flight pool. */
+Size
+FlightShmemSize(void)
+{
+	Size		size = MAXALIGN(sizeof(FlightPool));
+
+	size = add_size(size, MAXALIGN(mul_size(pool_nprocs(), sizeof(pg_atomic_uint32))));
+	size = add_size(size, mul_size(pool_nslots(), sizeof(FlightSlot)));
+	return size;
+}
+
+/* Lay out and initialize the pool at shared memory creation. */
+FlightPool *
+FlightShmemInit(char *base)
+{
+	FlightPool *pool = (FlightPool *) base;
+	char	   *p = base + MAXALIGN(sizeof(FlightPool));
+	int			i;
+
+	SpinLockInit(&pool->mutex);
+	dlist_init(&pool->free);
+	pool->nslots = pool_nslots();
+	pool->nprocs = pool_nprocs();
+	pg_atomic_init_u32(&pool->in_flight, 0);
+	pool->waiting_for = (pg_atomic_uint32 *) p;
+	for (i = 0; i < pool->nprocs; i++)
+		pg_atomic_init_u32(&pool->waiting_for[i], 0);
+	p += MAXALIGN(mul_size(pool->nprocs, sizeof(pg_atomic_uint32)));
+	pool->slots = (FlightSlot *) p;
+	for (i = 0; i < pool->nslots; i++)
+	{
+		FlightSlot *slot = &pool->slots[i];
+
+		pg_atomic_init_u64(&slot->seq, 0);
+		ConditionVariableInit(&slot->cv);
+		dlist_push_tail(&pool->free, &slot->node);
+	}
+	return pool;
+}
+
+/* Number of fetches in progress on this server. */
+uint32
+FlightsInProgress(void)
+{
+	return pg_atomic_read_u32(&twocache_shared->flights->in_flight);
+}
+
+static bool
+slot_matches(FlightSlot *slot, const ArcKey *key)
+{
+	return slot->hash == key->hash && slot->dbid == key->dbid &&
+		slot->keylen == key->len && memcmp(slot->key, key->data, key->len) == 0;
+}
+
+/* Find the flight for key, if any.  Caller holds the partition lock. */
+FlightSlot *
+FlightFind(ArcPartition *part, const ArcKey *key)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &part->flights)
+	{
+		FlightSlot *slot = dlist_container(FlightSlot, node, iter.cur);
+
+		if (slot_matches(slot, key))
+			return slot;
+	}
+	return NULL;
+}
+
+static void
+flight_exit_callback(int code, Datum arg)
+{
+	/*
+	 * We may be exiting from anywhere; release LWLocks first so releasing
+	 * our slots cannot wait on ourselves.  The transaction abort that follows
+	 * would release them anyway.
+	 */
+	LWLockReleaseAll();
+	while (!dlist_is_empty(&owned))
+	{
+		FlightTicket *t = dlist_head_element(FlightTicket, node, &owned);
+
+		FlightEnd(t);
+	}
+}
+
+static void
+ticket_start(ArcPartition *part, FlightTicket *t)
+{
+	t->part = part;
+	t->slot = NULL;
+	t->start_counter = part->inval_counter;
+	t->xact_start = IsolationUsesXactSnapshot() ?
+		GetCurrentTransactionStartTimestamp() : 0;
+}
+
+/*
+ * Claim a flight slot for key and record where fencing starts.  If the pool
+ * is exhausted the ticket has no slot: the fetch runs unguarded but fenced.
+ * Caller holds the partition lock exclusively; t must stay valid until
+ * FlightEnd.
+ */
+void
+FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t)
+{
+	FlightPool *pool = twocache_shared->flights;
+	FlightSlot *slot = NULL;
+
+	ticket_start(part, t);
+
+	SpinLockAcquire(&pool->mutex);
+	if (!dlist_is_empty(&pool->free))
+		slot = dlist_container(FlightSlot, node, dlist_pop_head_node(&pool->free));
+	SpinLockRelease(&pool->mutex);
+	if (slot == NULL)
+		return;
+
+	slot->hash = key->hash;
+	slot->dbid = key->dbid;
+	slot->keylen = key->len;
+	memcpy(slot->key, key->data, key->len);
+	slot->owner = MyProc->pgprocno;
+	dlist_push_head(&part->flights, &slot->node);
+	pg_atomic_fetch_add_u32(&pool->in_flight, 1);
+
+	t->slot = slot;
+	t->seq = pg_atomic_read_u64(&slot->seq);
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(flight_exit_callback, (Datum) 0);
+		exit_callback_registered = true;
+	}
+	dlist_push_head(&owned, &t->node);
+}
+
+/*
+ * Start a fenced fetch without a slot (after a wait timed out, or when
+ * waiting would deadlock).  Caller holds the partition lock.
+ */
+void
+FlightBeginUnguarded(ArcPartition *part, FlightTicket *t)
+{
+	ticket_start(part, t);
+}
+
+/*
+ * Release the ticket's slot, if it has one, and wake its waiters.  Caller
+ * holds the partition lock exclusively or no twocache lock at all (then it
+ * is taken here).  Safe to call on error paths.
+ */
+void
+FlightEnd(FlightTicket *t)
+{
+	FlightPool *pool = twocache_shared->flights;
+	FlightSlot *slot = t->slot;
+	bool		locked;
+
+	if (slot == NULL)
+		return;
+	t->slot = NULL;
+	dlist_delete(&t->node);
+
+	locked = LWLockHeldByMeInMode(t->part->lock, LW_EXCLUSIVE);
+	if (!locked)
+		LWLockAcquire(t->part->lock, LW_EXCLUSIVE);
+	Assert(pg_atomic_read_u64(&slot->seq) == t->seq);
+	dlist_delete(&slot->node);
+	pg_atomic_fetch_add_u64(&slot->seq, 1);
+	ConditionVariableBroadcast(&slot->cv);
+	if (!locked)
+		LWLockRelease(t->part->lock);
+
+	SpinLockAcquire(&pool->mutex);
+	dlist_push_head(&pool->free, &slot->node);
+	SpinLockRelease(&pool->mutex);
+	pg_atomic_fetch_sub_u32(&pool->in_flight, 1);
+}
+
+/*
+ * Would waiting for a flight owned by owner deadlock?  True if the owner is
+ * this backend, or waits (transitively) for a flight this backend owns.
+ */
+static bool
+wait_would_deadlock(int owner)
+{
+	FlightPool *pool = twocache_shared->flights;
+	int			x = owner;
+	int			i;
+
+	for (i = 0; i <= pool->nprocs; i++)
+	{
+		uint32		next;
+
+		if (x == MyProc->pgprocno)
+			return true;
+		if (x < 0 || x >= pool->nprocs)
+			return false;
+		next = pg_atomic_read_u32(&pool->waiting_for[x]);
+		if (next == 0)
+			return false;
+		x = (int) next - 1;
+	}
+	return true;
+}
+
+/*
+ * Wait for another backend's flight on the key to end.  Caller holds the
+ * partition lock exclusively and found slot with FlightFind; the lock is
+ * released before sleeping (except when FLIGHT_WAIT_DEADLOCK is returned,
+ * when nothing was done and the lock is still held).  timeout_ms <= 0 waits
+ * until the flight ends or the wait is interrupted (cancel, statement
+ * timeout, termination), which raises an error as usual.
+ */
+FlightWaitResult
+FlightWait(ArcPartition *part, FlightSlot *slot, int timeout_ms)
+{
+	FlightPool *pool = twocache_shared->flights;
+	pg_atomic_uint32 *mine = &pool->waiting_for[MyProc->pgprocno];
+	uint64		seq = pg_atomic_read_u64(&slot->seq);
+	volatile TimestampTz deadline = 0;
+	volatile FlightWaitResult result = FLIGHT_WAIT_DONE;
+
+	if (wait_would_deadlock(slot->owner))
+		return FLIGHT_WAIT_DEADLOCK;
+
+	ConditionVariablePrepareToSleep(&slot->cv);
+	pg_atomic_write_u32(mine, (uint32) slot->owner + 1);
+	LWLockRelease(part->lock);
+
+	if (timeout_ms > 0)
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	PG_TRY();
+	{
+		while (pg_atomic_read_u64(&slot->seq) == seq)
+		{
+			if (timeout_ms > 0)
+			{
+				long		remaining;
+
+				remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															deadline);
+				if (remaining <= 0)
+				{
+					result = FLIGHT_WAIT_TIMEOUT;
+					break;
+				}
+				(void) ConditionVariableTimedSleep(&slot->cv, remaining,
+												   PG_WAIT_EXTENSION);
+			}
+			else
+				ConditionVariableSleep(&slot->cv, PG_WAIT_EXTENSION);
+		}
+	}
+	PG_FINALLY();
+	{
+		pg_atomic_write_u32(mine, 0);
+		ConditionVariableCancelSleep();
+	}
+	PG_END_TRY();
+
+	return result;
+}
+
+/*
+ * Record an invalidation of the key with this hash, so fills of it that
+ * began earlier are rejected.  Caller holds the partition lock exclusively.
+ */
+void
+FlightInvalidateKey(ArcPartition *part, uint32 hash)
+{
+	ArcFence   *stripe = &part->stripes[hash % ARC_FENCE_STRIPES];
+
+	part->inval_counter++;
+	stripe->counter = part->inval_counter;
+	stripe->at = GetCurrentTimestamp();
+}
+
+/* The same for every key of the partition (a flush). */
+void
+FlightInvalidateAll(ArcPartition *part)
+{
+	part->inval_counter++;
+	part->flushed.counter = part->inval_counter;
+	part->flushed.at = GetCurrentTimestamp();
+}
+
+/*
+ * Was the key invalidated since the ticket's fetch began?  Caller holds the
+ * partition lock.
+ */
+bool
+FlightFillIsStale(ArcPartition *part, uint32 hash, const FlightTicket *t)
+{
+	ArcFence   *stripe = &part->stripes[hash % ARC_FENCE_STRIPES];
+
+	if (stripe->counter > t->start_counter ||
+		part->flushed.counter > t->start_counter)
+		return true;
+	if (t->xact_start != 0 &&
+		((stripe->counter != 0 && stripe->at >= t->xact_start) ||
+		 (part->flushed.counter != 0 && part->flushed.at >= t->xact_start)))
+		return true;
+	return false;
+}

@@ -1,0 +1,49 @@
+/*-------------------------------------------------------------------------
+ *
+ * flight.h
+ *	  Single-flight fetch slots and fill fencing (flight.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TWOCACHE_FLIGHT_H
+#define TWOCACHE_FLIGHT_H
+
+#include "arc.h"
+
+typedef struct FlightSlot FlightSlot;
+typedef struct FlightPool FlightPool;
+
+/* A backend's handle on one fetch it runs (lives on its stack). */
+typedef struct FlightTicket
+{
+	dlist_node	node;			/* on the backend's list of owned flights */
+	ArcPartition *part;
+	FlightSlot *slot;			/* NULL: unguarded (no single flight) */
+	uint64		seq;			/* slot's seq when claimed */
+	uint64		start_counter;	/* partition's invalidation counter at start */
+	TimestampTz xact_start;		/* transaction start under a transaction
+								 * snapshot, else 0 */
+} FlightTicket;
+
+typedef enum FlightWaitResult
+{
+	FLIGHT_WAIT_DONE,			/* the flight ended: look the key up again */
+	FLIGHT_WAIT_TIMEOUT,		/* twocache.fetch_wait_timeout passed */
+	FLIGHT_WAIT_DEADLOCK		/* waiting would deadlock; did not wait */
+} FlightWaitResult;
+
+extern Size FlightShmemSize(void);
+extern FlightPool *FlightShmemInit(char *base);
+extern uint32 FlightsInProgress(void);
+extern FlightSlot *FlightFind(ArcPartition *part, const ArcKey *key);
+extern void FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t);
+extern void FlightBeginUnguarded(ArcPartition *part, FlightTicket *t);
+extern void FlightEnd(FlightTicket *t);
+extern FlightWaitResult FlightWait(ArcPartition *part, FlightSlot *slot,
+								   int timeout_ms);
+extern void FlightInvalidateKey(ArcPartition *part, uint32 hash);
+extern void FlightInvalidateAll(ArcPartition *part);
+extern bool FlightFillIsStale(ArcPartition *part, uint32 hash,
+							  const FlightTicket *t);
+
+#endif							/* TWOCACHE_FLIGHT_H */

@@ -1,0 +1,160 @@
+/*-------------------------------------------------------------------------
+ *
+ * twocache.c
+ *	  Module entry point and settings of twocache.
+ *
+ * _PG_init only composes: settings, then shared memory.  Everything needs
+ * shared memory, so outside shared_preload_libraries nothing is installed
+ * and every SQL function raises 55000 with a hint.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "twocache.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+int			twocache_max_entries = 10000;
+int			twocache_memory_kb = 64 * 1024;
+int			twocache_partitions = 16;
+int			twocache_max_value_size = 1024 * 1024;
+int			twocache_default_ttl = 0;
+int			twocache_not_found_ttl = 60 * 1000;
+int			twocache_local_max_ttl = 0;
+int			twocache_fetch_wait_timeout = 0;
+int			twocache_scope = TWOCACHE_SCOPE_DATABASE;
+char	   *twocache_instance_id = NULL;
+
+static const struct config_enum_entry scope_options[] = {
+	{"database", TWOCACHE_SCOPE_DATABASE, false},
+	{"cluster", TWOCACHE_SCOPE_CLUSTER, false},
+	{NULL, 0, false}
+};
+
+static bool
+check_instance_id(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval;
+
+	if (strlen(s) > TWOCACHE_MAX_INSTANCE_ID)
+	{
+		GUC_check_errdetail("twocache.instance_id is longer than %d bytes.",
+							TWOCACHE_MAX_INSTANCE_ID);
+		return false;
+	}
+	for (; *s; s++)
+	{
+		if ((unsigned char) *s < 0x21 || (unsigned char) *s > 0x7e)
+		{
+			GUC_check_errdetail("twocache.instance_id may contain only printable ASCII characters other than space.");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Define every twocache.* setting. */
+void
+TwoCacheDefineGucs(void)
+{
+	DefineCustomIntVariable("twocache.max_entries",
+							"Capacity of the local cache (L1), in entries.",
+							"This is the ARC capacity c; the directory also keeps up to c ghost keys.",
+							&twocache_max_entries,
+							10000, 1, INT_MAX / 4,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.memory",
+							"Shared memory for the keys and values of the local cache.",
+							NULL,
+							&twocache_memory_kb,
+							64 * 1024, 1024, INT_MAX / 2,
+							PGC_POSTMASTER, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.partitions",
+							"Number of independent ARC partitions of the local cache.",
+							"Keys are spread over partitions by hash; each has its own lock, capacity and memory. 1 gives one exact ARC.",
+							&twocache_partitions,
+							16, 1, TWOCACHE_MAX_PARTITIONS,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.max_value_size",
+							"Largest value kept in the local cache.",
+							NULL,
+							&twocache_max_value_size,
+							1024 * 1024, 0, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.default_ttl",
+							"Time to live of an entry when no TTL is given; 0 means no expiry.",
+							NULL,
+							&twocache_default_ttl,
+							0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.not_found_ttl",
+							"Time to live of a not-found placeholder; 0 disables negative caching.",
+							NULL,
+							&twocache_not_found_ttl,
+							60 * 1000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.local_max_ttl",
+							"Upper bound on the life of a local cache entry; 0 means none.",
+							NULL,
+							&twocache_local_max_ttl,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.fetch_wait_timeout",
+							"How long a backend waits for another backend's fetch of the same key; 0 waits until cancelled.",
+							"After the timeout the backend runs the fetch itself.",
+							&twocache_fetch_wait_timeout,
+							0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("twocache.scope",
+							 "Whether keys are per database or shared by the whole cluster.",
+							 NULL,
+							 &twocache_scope,
+							 TWOCACHE_SCOPE_DATABASE, scope_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("twocache.instance_id",
+							   "Name of this server in invalidation messages; generated at start when empty.",
+							   NULL,
+							   &twocache_instance_id,
+							   "",
+							   PGC_POSTMASTER, 0,
+							   check_instance_id, NULL, NULL);
+
+	MarkGUCPrefixReserved("twocache");
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	TwoCacheDefineGucs();
+	TwoCacheShmemInit();
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Run twocache's test suites against temporary servers that this script
+# starts and stops itself, with twocache preloaded:
+#
+#   regress    pg_regress topics (sql/, expected/)
+#   isolation  isolation specs (test/specs/, test/expected/)
+#   pgtap      pgTAP files (test/pgtap/*.sql) through pg_prove
+#   tap        TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster
+#
+# Usage: test/run.sh [suite ...]      (default: all four, in that order)
+# TAP_TESTS="test/t/010_x.pl ..." limits the TAP suite to those files.
+#
+# initdb and postgres refuse to run as root: when called as root, the tree is
+# copied to a temporary directory owned by an unprivileged account (postgres,
+# or $TWOCACHE_TEST_USER) and the suites run there as that account.  The
+# extension itself must already be installed (make test does that).
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-pg_config}
+
+if [ "$(id -u)" = 0 ] && [ -z "${TWOCACHE_TEST_CHILD:-}" ]; then
+	user=${TWOCACHE_TEST_USER:-postgres}
+	work=$(mktemp -d /tmp/twocache-test.XXXXXX)
+	tar -C "$root" --exclude=./.git --exclude=./test/output -cf - . | tar -C "$work" -xf -
+	chown -R "$user" "$work"
+	chmod 755 "$work"
+	echo "running tests as $user in $work"
+	runuser -u "$user" -- env TWOCACHE_TEST_CHILD=1 PG_CONFIG="$PG_CONFIG" \
+		${TAP_TESTS:+TAP_TESTS="$TAP_TESTS"} "$work/test/run.sh" "$@"
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		rm -rf "$work"
+	else
+		echo "test output kept in $work/test/output"
+	fi
+	exit $rc
+fi
+
+bindir=$("$PG_CONFIG" --bindir)
+pgxs=$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)
+pg_regress="$pgxs/src/test/regress/pg_regress"
+pg_isolation_regress="$pgxs/src/test/isolation/pg_isolation_regress"
+out="$root/test/output"
+conf="$root/test/twocache.conf"
+export PATH="$bindir:$PATH"
+
+suites=("$@")
+[ ${#suites[@]} -eq 0 ] && suites=(regress isolation pgtap tap)
+
+total_pass=0
+total_fail=0
+summary=()
+
+# Count "... ok" / "... FAILED" lines of pg_regress-style output.
+count_regress()
+{
+	local log=$1 name=$2 pass fail
+	pass=$(grep -cE '\.\.\. ok|^ok [0-9]+ ' "$log")
+	fail=$(grep -cE '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]+ ' "$log")
+	total_pass=$((total_pass + pass))
+	total_fail=$((total_fail + fail))
+	summary+=("$(printf '%-10s %3d passed, %d failed' "$name" "$pass" "$fail")")
+}
+
+# Count test files that passed or failed in prove output.
+count_prove()
+{
+	local log=$1 name=$2 rc=$3 pass fail
+	pass=$(grep -cE '\.\. ok$|\.\. skipped' "$log")
+	fail=$(grep -cE '\.\. (Dubious|Failed|No subtests)|^[^ ]+ \.+ *$' "$log" || true)
+	fail=$(grep -cE 'Dubious|Failed [0-9]+/[0-9]+ subtests|No subtests run|Parse errors' "$log" || true)
+	if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+		fail=1
+	fi
+	total_pass=$((total_pass + pass))
+	total_fail=$((total_fail + fail))
+	summary+=("$(printf '%-10s %3d passed, %d failed' "$name" "$pass" "$fail")")
+}
+
+run_regress()
+{
+	local dir="$out/regress" tests
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	tests=$(sed -n 's/^REGRESS *= *//p' "$root/Makefile")
+	echo "== pg_regress: $tests"
+	(cd "$root" && "$pg_regress" --temp-instance="$dir/instance" \
+		--temp-config="$conf" --bindir="$bindir" --inputdir="$root" \
+		--outputdir="$dir" --dbname=contrib_regression \
+		--load-extension=twocache $tests) >"$dir/run.log" 2>&1
+	local rc=$?
+	cat "$dir/run.log"
+	count_regress "$dir/run.log" regress
+	if [ $rc -ne 0 ]; then
+		[ -f "$dir/regression.diffs" ] && head -200 "$dir/regression.diffs"
+		[ "$(grep -cE '\.\.\. (ok|FAILED|failed)' "$dir/run.log")" -eq 0 ] && total_fail=$((total_fail + 1))
+	fi
+}
+
+run_isolation()
+{
+	local dir="$out/isolation" specs
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	specs=$(cd "$root/test/specs" && ls *.spec 2>/dev/null | sed 's/\.spec$//' | sort)
+	echo "== isolation: $specs"
+	(cd "$root" && "$pg_isolation_regress" --temp-instance="$dir/instance" \
+		--temp-config="$conf" --bindir="$bindir" --inputdir="$root/test" \
+		--outputdir="$dir" --dbname=isolation_regression \
+		--load-extension=twocache $specs) >"$dir/run.log" 2>&1
+	local rc=$?
+	cat "$dir/run.log"
+	count_regress "$dir/run.log" isolation
+	if [ $rc -ne 0 ]; then
+		[ -f "$dir/regression.diffs" ] && head -200 "$dir/regression.diffs"
+		[ "$(grep -cE '\.\.\. (ok|FAILED|failed)' "$dir/run.log")" -eq 0 ] && total_fail=$((total_fail + 1))
+	fi
+}
+
+run_pgtap()
+{
+	local dir="$out/pgtap" sock pid rc
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	sock=$(mktemp -d /tmp/twocache-pgtap.XXXXXX)
+	echo "== pgTAP"
+	initdb -D "$dir/data" -A trust -N >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log"; total_fail=$((total_fail + 1)); return; }
+	cat "$conf" >>"$dir/data/postgresql.conf"
+	printf "listen_addresses = ''\nunix_socket_directories = '%s'\nport = 5432\n" "$sock" >>"$dir/data/postgresql.conf"
+	if ! pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null; then
+		cat "$dir/server.log"
+		total_fail=$((total_fail + 1))
+		return
+	fi
+	psql -X -q -h "$sock" -d postgres -v ON_ERROR_STOP=1 \
+		-c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION twocache' >"$dir/setup.log" 2>&1
+	rc=$?
+	if [ $rc -eq 0 ]; then
+		(cd "$root" && pg_prove -h "$sock" -d postgres test/pgtap/*.sql) >"$dir/run.log" 2>&1
+		rc=$?
+	else
+		cp "$dir/setup.log" "$dir/run.log"
+	fi
+	pg_ctl -D "$dir/data" -m fast -w stop >/dev/null
+	rm -rf "$sock"
+	cat "$dir/run.log"
+	count_prove "$dir/run.log" pgtap $rc
+}
+
+run_tap()
+{
+	local dir="$out/tap" rc tests
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	tests=${TAP_TESTS:-$(cd "$root" && ls test/t/*.pl)}
+	echo "== TAP: $(echo $tests)"
+	(cd "$root" && TESTDIR="$dir" PG_REGRESS="$pg_regress" TEMP_CONFIG="$conf" \
+		PERL5LIB="$pgxs/src/test/perl${PERL5LIB:+:$PERL5LIB}" \
+		prove $tests) >"$dir/run.log" 2>&1
+	rc=$?
+	cat "$dir/run.log"
+	count_prove "$dir/run.log" tap $rc
+	if [ $rc -ne 0 ]; then
+		for f in "$dir"/tmp_check/log/regress_log_*; do
+			[ -f "$f" ] || continue
+			echo "---- tail of $f"
+			tail -40 "$f"
+		done
+	fi
+}
+
+for s in "${suites[@]}"; do
+	case $s in
+		regress) run_regress ;;
+		isolation) run_isolation ;;
+		pgtap) run_pgtap ;;
+		tap) run_tap ;;
+		*) echo "unknown suite: $s" >&2; exit 2 ;;
+	esac
+done
+
+echo
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+echo "twocache: $total_pass passed, $total_fail failed"
+[ $total_fail -eq 0 ]

@@ -1,0 +1,1 @@
+SELECT twocache_get('a', 'SELECT 1');

@@ -147,13 +147,14 @@ alloc_evicting(ArcPartition *part, HTAB *hash, Size size, bool x_in_b2,
  * key; equality compares database and bytes.
  */
 uint32
-ArcKeyHash(const void *key, Size keysize)
+ArcKeyHash(const void *key, Size keysize pg_attribute_unused())
 {
 	return ((const ArcKey *) key)->hash;
 }
 
 int
-ArcKeyMatch(const void *key1, const void *key2, Size keysize)
+ArcKeyMatch(const void *key1, const void *key2,
+			Size keysize pg_attribute_unused())
 {
 	const ArcKey *a = key1;
 	const ArcKey *b = key2;

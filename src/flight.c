@@ -156,7 +156,8 @@ FlightFind(ArcPartition *part, const ArcKey *key)
 }
 
 static void
-flight_exit_callback(int code, Datum arg)
+flight_exit_callback(int code pg_attribute_unused(),
+					 Datum arg pg_attribute_unused())
 {
 	/*
 	 * We may be exiting from anywhere; release LWLocks first so releasing

@@ -41,7 +41,8 @@ static const struct config_enum_entry scope_options[] = {
 };
 
 static bool
-check_instance_id(char **newval, void **extra, GucSource source)
+check_instance_id(char **newval, void **extra pg_attribute_unused(),
+				  GucSource source pg_attribute_unused())
 {
 	const char *s = *newval;
 

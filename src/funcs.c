@@ -177,7 +177,8 @@ copy_value(const ArcEntry *e)
 	text	   *t = (text *) palloc(VARHDRSZ + e->value_len);
 
 	SET_VARSIZE(t, VARHDRSZ + e->value_len);
-	memcpy(VARDATA(t), e->value, e->value_len);
+	if (e->value_len > 0)
+		memcpy(VARDATA(t), e->value, e->value_len);
 	return t;
 }
 

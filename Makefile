@@ -22,7 +22,7 @@ PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
 # pg_regress topics, for "make installcheck" against a server that preloads
 # twocache; "make test" runs them on temporary servers of its own.
 REGRESS = api
-REGRESS_OPTS = --temp-config=$(srcdir)/test/twocache.conf
+REGRESS_OPTS = --load-extension=twocache --temp-config=$(srcdir)/test/twocache.conf
 
 PG_CONFIG ?= pg_config
 # Server headers are included as system headers, so -Wextra judges only our

@@ -9,8 +9,9 @@
  * READ COMMITTED each statement takes a fresh snapshot, after the caller has
  * recorded where fencing starts (flight.c), so a fill never reads data older
  * than its fence.  It must return zero or one row of one column (the value)
- * or two columns (the value and an interval TTL).  Errors, its own or ours,
- * carry a CONTEXT line naming the key.
+ * or two columns (the value and an interval TTL); rows go to a receiver of
+ * our own that keeps the first.  Errors, its own or ours, carry a CONTEXT
+ * line naming the key.
  *
  * No locks are held here; callers must not hold any twocache LWLock.
  *
@@ -23,6 +24,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "twocache.h"
@@ -34,6 +36,22 @@ fetch_error_callback(void *arg)
 
 	errcontext("twocache fetch for key \"%.*s\"", (int) key->len, key->data);
 }
+
+/*
+ * Rows of the fetch query arrive at this receiver, which keeps the first
+ * and raises 21000 at the second.  Using our own receiver instead of a row
+ * limit on SPI_execute keeps parallel query available to the fetch (a row
+ * limit disables it) while memory stays bounded whatever the query returns.
+ */
+typedef struct FetchReceiver
+{
+	DestReceiver pub;
+	MemoryContext cxt;			/* caller's context, for the value */
+	bool		started;		/* a statement produced a result set */
+	uint64		rows;
+	FmgrInfo	outfunc;		/* output function of the value column */
+	FetchResult *result;
+} FetchReceiver;
 
 static void
 check_shape(TupleDesc desc)
@@ -52,19 +70,86 @@ check_shape(TupleDesc desc)
 						   format_type_be(TupleDescAttr(desc, 1)->atttypid))));
 }
 
+static void
+fetch_startup(DestReceiver *self, int operation pg_attribute_unused(),
+			  TupleDesc desc)
+{
+	FetchReceiver *r = (FetchReceiver *) self;
+	Oid			outfunc;
+	bool		varlena;
+
+	check_shape(desc);
+	getTypeOutputInfo(TupleDescAttr(desc, 0)->atttypid, &outfunc, &varlena);
+	fmgr_info(outfunc, &r->outfunc);
+	r->started = true;
+}
+
+static bool
+fetch_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	FetchReceiver *r = (FetchReceiver *) self;
+	FetchResult *result = r->result;
+
+	if (++r->rows > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg("fetch query returned more than one row"),
+				 errhint("A fetch query returns zero rows (not found) or one row.")));
+
+	slot_getallattrs(slot);
+	if (!slot->tts_isnull[0])
+	{
+		char	   *s = OutputFunctionCall(&r->outfunc, slot->tts_values[0]);
+
+		result->found = true;
+		result->value_len = strlen(s);
+		result->value = MemoryContextStrdup(r->cxt, s);
+	}
+	if (slot->tts_tupleDescriptor->natts == 2 && !slot->tts_isnull[1])
+	{
+		result->has_ttl = true;
+		result->ttl_ms = TwoCacheIntervalToMs(DatumGetIntervalP(slot->tts_values[1]),
+											  true);
+	}
+	return true;
+}
+
+static void
+fetch_shutdown(DestReceiver *self pg_attribute_unused())
+{
+}
+
+static void
+fetch_destroy(DestReceiver *self pg_attribute_unused())
+{
+}
+
 /*
  * Run query and fill *result.  The value is copied into the caller's memory
- * context before SPI's is released.
+ * context.
  */
 void
 TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 {
-	MemoryContext caller = CurrentMemoryContext;
 	ErrorContextCallback errcb;
 	bool		save_read_only = XactReadOnly;
+	FetchReceiver receiver;
+	SPIExecuteOptions options;
 	int			ret;
 
 	memset(result, 0, sizeof(FetchResult));
+	memset(&receiver, 0, sizeof(receiver));
+	receiver.pub.receiveSlot = fetch_receive;
+	receiver.pub.rStartup = fetch_startup;
+	receiver.pub.rShutdown = fetch_shutdown;
+	receiver.pub.rDestroy = fetch_destroy;
+	receiver.pub.mydest = DestNone;
+	receiver.cxt = CurrentMemoryContext;
+	receiver.result = result;
+
+	memset(&options, 0, sizeof(options));
+	options.read_only = false;	/* a fresh snapshot per statement */
+	options.dest = (DestReceiver *) &receiver;
 
 	errcb.callback = fetch_error_callback;
 	errcb.arg = (void *) key;
@@ -77,8 +162,7 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 	XactReadOnly = true;
 	PG_TRY();
 	{
-		/* two rows at most: enough to tell one from many */
-		ret = SPI_execute(query, false, 2);
+		ret = SPI_execute_extended(query, &options);
 	}
 	PG_FINALLY();
 	{
@@ -91,44 +175,11 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("could not run fetch query: %s",
 						SPI_result_code_string(ret))));
-	if (SPI_tuptable == NULL)
+	if (!receiver.started)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("fetch query must return rows"),
 				 errdetail("It is a statement that returns no result set.")));
-	check_shape(SPI_tuptable->tupdesc);
-	if (SPI_processed > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_CARDINALITY_VIOLATION),
-				 errmsg("fetch query returned more than one row"),
-				 errhint("A fetch query returns zero rows (not found) or one row.")));
-
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		(void) SPI_getbinval(tuple, desc, 1, &isnull);
-		if (!isnull)
-		{
-			char	   *s = SPI_getvalue(tuple, desc, 1);
-
-			result->found = true;
-			result->value_len = strlen(s);
-			result->value = MemoryContextStrdup(caller, s);
-		}
-		if (desc->natts == 2)
-		{
-			Datum		d = SPI_getbinval(tuple, desc, 2, &isnull);
-
-			if (!isnull)
-			{
-				result->has_ttl = true;
-				result->ttl_ms = TwoCacheIntervalToMs(DatumGetIntervalP(d), true);
-			}
-		}
-	}
 
 	SPI_finish();
 	error_context_stack = errcb.previous;

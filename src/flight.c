@@ -155,10 +155,17 @@ FlightFind(ArcPartition *part, const ArcKey *key)
 	return NULL;
 }
 
+/*
+ * At backend exit (including FATAL, which skips PG_FINALLY blocks): clear
+ * our waits-for edge, so the next owner of our PGPROC does not inherit it,
+ * and release every slot we still own, waking its waiters.
+ */
 static void
 flight_exit_callback(int code pg_attribute_unused(),
 					 Datum arg pg_attribute_unused())
 {
+	pg_atomic_write_u32(&twocache_shared->flights->waiting_for[MyProc->pgprocno], 0);
+
 	/*
 	 * We may be exiting from anywhere; release LWLocks first so releasing
 	 * our slots cannot wait on ourselves.  The transaction abort that follows
@@ -170,6 +177,16 @@ flight_exit_callback(int code pg_attribute_unused(),
 		FlightTicket *t = dlist_head_element(FlightTicket, node, &owned);
 
 		FlightEnd(t);
+	}
+}
+
+static void
+ensure_exit_callback(void)
+{
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(flight_exit_callback, (Datum) 0);
+		exit_callback_registered = true;
 	}
 }
 
@@ -214,11 +231,7 @@ FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t)
 
 	t->slot = slot;
 	t->seq = pg_atomic_read_u64(&slot->seq);
-	if (!exit_callback_registered)
-	{
-		before_shmem_exit(flight_exit_callback, (Datum) 0);
-		exit_callback_registered = true;
-	}
+	ensure_exit_callback();
 	dlist_push_head(&owned, &t->node);
 }
 
@@ -312,6 +325,7 @@ FlightWait(ArcPartition *part, FlightSlot *slot, int timeout_ms)
 	if (wait_would_deadlock(slot->owner))
 		return FLIGHT_WAIT_DEADLOCK;
 
+	ensure_exit_callback();
 	ConditionVariablePrepareToSleep(&slot->cv);
 	pg_atomic_write_u32(mine, (uint32) slot->owner + 1);
 	LWLockRelease(part->lock);

@@ -68,7 +68,7 @@ count_prove()
 {
 	local log=$1 name=$2 rc=$3 total pass fail
 	total=$(grep -cE '^[^ ]+\.(pl|sql) \.\.' "$log")
-	pass=$(grep -cE '^[^ ]+\.(pl|sql) \.\. (ok|skipped)' "$log")
+	pass=$(grep -cE '^[^ ]+\.(pl|sql) \.+ (ok|skipped)' "$log")
 	fail=$((total - pass))
 	if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
 		fail=1

@@ -21,7 +21,7 @@ PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
 
 # pg_regress topics, for "make installcheck" against a server that preloads
 # twocache; "make test" runs them on temporary servers of its own.
-REGRESS = api
+REGRESS = api ttl negative errors settings stats privileges
 REGRESS_OPTS = --load-extension=twocache --temp-config=$(srcdir)/test/twocache.conf
 
 PG_CONFIG ?= pg_config

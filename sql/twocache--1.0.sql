@@ -91,7 +91,7 @@ AS 'MODULE_PATHNAME', 'twocache_flush_local'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION twocache_flush_local() IS
-'drop every entry of this server''s local cache; returns how many values were dropped';
+'drop every entry of this server''s local cache; returns how many resident entries (values and placeholders) were dropped';
 
 --
 -- Monitoring
@@ -145,6 +145,8 @@ CREATE VIEW twocache_stats AS
 
 COMMENT ON VIEW twocache_stats IS
 'counters and current sizes of the cache';
+
+GRANT SELECT ON twocache_stats TO PUBLIC;
 
 CREATE FUNCTION twocache_stats_reset()
 RETURNS void

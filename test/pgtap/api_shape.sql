@@ -1,0 +1,161 @@
+-- The SQL surface of twocache 1.0 (SPEC section 2): every function with its
+-- exact argument types, return type, volatility and language; the stats
+-- view and its columns.
+BEGIN;
+SELECT plan(79);
+
+SELECT has_extension('twocache');
+
+-- exactly these functions belong to the extension
+SELECT set_eq(
+	$$SELECT p.oid::regprocedure::text
+	  FROM pg_depend d
+	  JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
+	  JOIN pg_proc p ON p.oid = d.objid AND d.classid = 'pg_proc'::regclass
+	  WHERE e.extname = 'twocache'$$,
+	ARRAY['twocache_get(text,text,interval)',
+		  'twocache_set(text,text,interval,text)',
+		  'twocache_del(text)',
+		  'twocache_local_set(text,text,interval)',
+		  'twocache_local_del(text)',
+		  'twocache_local_keys()',
+		  'twocache_flush_local()',
+		  'twocache_exists(text)',
+		  'twocache_ttl(text)',
+		  'twocache_mget(text[])',
+		  'twocache_entries()',
+		  'twocache_stats()',
+		  'twocache_stats_reset()',
+		  'twocache_status()'],
+	'the extension has exactly the functions of SPEC section 2');
+
+-- functions with exact argument types
+SELECT has_function('twocache_get', ARRAY['text', 'text', 'interval']);
+SELECT has_function('twocache_set', ARRAY['text', 'text', 'interval', 'text']);
+SELECT has_function('twocache_del', ARRAY['text']);
+SELECT has_function('twocache_local_set', ARRAY['text', 'text', 'interval']);
+SELECT has_function('twocache_local_del', ARRAY['text']);
+SELECT has_function('twocache_local_keys', ARRAY[]::name[]);
+SELECT has_function('twocache_flush_local', ARRAY[]::name[]);
+SELECT has_function('twocache_exists', ARRAY['text']);
+SELECT has_function('twocache_ttl', ARRAY['text']);
+SELECT has_function('twocache_mget', ARRAY['text[]']);
+SELECT has_function('twocache_entries', ARRAY[]::name[]);
+SELECT has_function('twocache_stats', ARRAY[]::name[]);
+SELECT has_function('twocache_stats_reset', ARRAY[]::name[]);
+SELECT has_function('twocache_status', ARRAY[]::name[]);
+
+-- return types
+SELECT function_returns('twocache_get', ARRAY['text', 'text', 'interval'], 'text');
+SELECT function_returns('twocache_set', ARRAY['text', 'text', 'interval', 'text'], 'boolean');
+SELECT function_returns('twocache_del', ARRAY['text'], 'boolean');
+SELECT function_returns('twocache_local_set', ARRAY['text', 'text', 'interval'], 'void');
+SELECT function_returns('twocache_local_del', ARRAY['text'], 'boolean');
+SELECT function_returns('twocache_local_keys', ARRAY[]::name[], 'setof text');
+SELECT function_returns('twocache_flush_local', ARRAY[]::name[], 'bigint');
+SELECT function_returns('twocache_exists', ARRAY['text'], 'boolean');
+SELECT function_returns('twocache_ttl', ARRAY['text'], 'bigint');
+SELECT function_returns('twocache_mget', ARRAY['text[]'], 'setof record');
+SELECT function_returns('twocache_entries', ARRAY[]::name[], 'setof record');
+SELECT function_returns('twocache_stats', ARRAY[]::name[], 'record');
+SELECT function_returns('twocache_stats_reset', ARRAY[]::name[], 'void');
+SELECT function_returns('twocache_status', ARRAY[]::name[], 'record');
+
+-- argument names and defaults, and the columns of the set-returning and
+-- record functions
+SELECT is(pg_get_function_arguments('twocache_get(text,text,interval)'::regprocedure),
+	'key text, fetch_query text DEFAULT NULL::text, ttl interval DEFAULT NULL::interval',
+	'twocache_get arguments');
+SELECT is(pg_get_function_arguments('twocache_set(text,text,interval,text)'::regprocedure),
+	'key text, value text, ttl interval DEFAULT NULL::interval, only_if text DEFAULT NULL::text',
+	'twocache_set arguments');
+SELECT is(pg_get_function_arguments('twocache_local_set(text,text,interval)'::regprocedure),
+	'key text, value text, ttl interval DEFAULT NULL::interval',
+	'twocache_local_set arguments');
+SELECT is(pg_get_function_arguments('twocache_mget(text[])'::regprocedure),
+	'keys text[]', 'twocache_mget arguments');
+SELECT is(pg_get_function_result('twocache_mget(text[])'::regprocedure),
+	'TABLE(key text, value text)', 'twocache_mget result columns');
+SELECT is(pg_get_function_result('twocache_entries()'::regprocedure),
+	'TABLE(key text, list text, pos integer, value_bytes integer, expires_at timestamp with time zone, negative boolean)',
+	'twocache_entries result columns');
+SELECT is(pg_get_function_result('twocache_status()'::regprocedure),
+	'record', 'twocache_status returns a record');
+SELECT is(pg_get_function_arguments('twocache_status()'::regprocedure),
+	'OUT mode text, OUT instance_id text, OUT worker_pid integer, OUT redis_connected boolean, OUT subscribed boolean, OUT reconnects bigint, OUT local_flushes bigint, OUT last_error text, OUT last_error_at timestamp with time zone',
+	'twocache_status columns');
+
+-- volatility: everything reads or changes shared state
+SELECT volatility_is('twocache_get', ARRAY['text', 'text', 'interval'], 'volatile');
+SELECT volatility_is('twocache_set', ARRAY['text', 'text', 'interval', 'text'], 'volatile');
+SELECT volatility_is('twocache_del', ARRAY['text'], 'volatile');
+SELECT volatility_is('twocache_local_set', ARRAY['text', 'text', 'interval'], 'volatile');
+SELECT volatility_is('twocache_local_del', ARRAY['text'], 'volatile');
+SELECT volatility_is('twocache_local_keys', ARRAY[]::name[], 'volatile');
+SELECT volatility_is('twocache_flush_local', ARRAY[]::name[], 'volatile');
+SELECT volatility_is('twocache_exists', ARRAY['text'], 'volatile');
+SELECT volatility_is('twocache_ttl', ARRAY['text'], 'volatile');
+SELECT volatility_is('twocache_mget', ARRAY['text[]'], 'volatile');
+SELECT volatility_is('twocache_entries', ARRAY[]::name[], 'volatile');
+SELECT volatility_is('twocache_stats', ARRAY[]::name[], 'volatile');
+SELECT volatility_is('twocache_stats_reset', ARRAY[]::name[], 'volatile');
+SELECT volatility_is('twocache_status', ARRAY[]::name[], 'volatile');
+
+-- not STRICT: a NULL key or value must raise 22004, not return NULL
+SELECT isnt_strict('twocache_get', ARRAY['text', 'text', 'interval']);
+SELECT isnt_strict('twocache_set', ARRAY['text', 'text', 'interval', 'text']);
+SELECT isnt_strict('twocache_del', ARRAY['text']);
+SELECT isnt_strict('twocache_local_set', ARRAY['text', 'text', 'interval']);
+SELECT isnt_strict('twocache_local_del', ARRAY['text']);
+SELECT isnt_strict('twocache_exists', ARRAY['text']);
+SELECT isnt_strict('twocache_ttl', ARRAY['text']);
+SELECT isnt_strict('twocache_mget', ARRAY['text[]']);
+SELECT throws_ok($$SELECT twocache_get(NULL)$$, '22004', NULL, 'twocache_get(NULL) raises 22004');
+SELECT throws_ok($$SELECT twocache_exists(NULL)$$, '22004', NULL, 'twocache_exists(NULL) raises 22004');
+SELECT throws_ok($$SELECT twocache_ttl(NULL)$$, '22004', NULL, 'twocache_ttl(NULL) raises 22004');
+SELECT throws_ok($$SELECT * FROM twocache_mget(NULL)$$, '22004', NULL, 'twocache_mget(NULL) raises 22004');
+
+-- C functions; none is SECURITY DEFINER (fetch queries run as the caller);
+-- each has a comment
+SELECT is(
+	(SELECT count(*)::int FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+	 WHERE p.proname LIKE 'twocache\_%' AND l.lanname <> 'c'),
+	0, 'every twocache function is written in C');
+SELECT is(
+	(SELECT count(*)::int FROM pg_proc WHERE proname LIKE 'twocache\_%' AND prosecdef),
+	0, 'no twocache function is SECURITY DEFINER');
+SELECT is(
+	(SELECT count(*)::int FROM pg_proc p
+	 WHERE p.proname LIKE 'twocache\_%' AND obj_description(p.oid, 'pg_proc') IS NULL),
+	0, 'every twocache function has a comment');
+
+-- the stats view
+SELECT has_view('twocache_stats');
+SELECT columns_are('twocache_stats', ARRAY[
+	'l1_hits', 'l1_misses', 'l2_hits', 'l2_misses', 'negative_hits', 'fetches',
+	'fetch_errors', 'fetch_waits', 'stale_fills_rejected', 'uncacheable',
+	'too_large', 'evictions', 'expirations', 'invalidations_sent',
+	'invalidations_received', 'redis_errors', 'entries', 'bytes_used',
+	'bytes_total', 'arc_p', 't1', 't2', 'b1', 'b2', 'stats_reset', 'in_flight']);
+SELECT col_type_is('twocache_stats', 'l1_hits', 'bigint');
+SELECT col_type_is('twocache_stats', 'redis_errors', 'bigint');
+SELECT col_type_is('twocache_stats', 'bytes_total', 'bigint');
+SELECT col_type_is('twocache_stats', 'b2', 'bigint');
+SELECT col_type_is('twocache_stats', 'stats_reset', 'timestamp with time zone');
+SELECT is(
+	(SELECT count(*)::int FROM pg_attribute
+	 WHERE attrelid = 'twocache_stats'::regclass AND attnum > 0
+	   AND attname <> 'stats_reset' AND atttypid <> 'bigint'::regtype),
+	0, 'every counter of twocache_stats is a bigint');
+SELECT is(obj_description('twocache_stats'::regclass, 'pg_class') IS NOT NULL, true,
+	'the view has a comment');
+-- the view is the function
+SELECT is((SELECT count(*)::int FROM twocache_stats), 1, 'the view has one row');
+SELECT is(
+	(SELECT count(*)::int FROM (SELECT * FROM twocache_stats
+								EXCEPT SELECT * FROM twocache_stats()) d),
+	0, 'the view shows what twocache_stats() returns');
+SELECT is((SELECT mode FROM twocache_status()), 'local', 'local mode without a Redis URL');
+
+SELECT * FROM finish();
+ROLLBACK;

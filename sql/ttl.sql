@@ -81,20 +81,20 @@ SELECT twocache_get('ttl:fetch-computed',
 	$$SELECT x::text, x * interval '1 minute' FROM (VALUES (5)) v(x)$$);
 SELECT twocache_ttl('ttl:fetch-computed') BETWEEN 290000 AND 300000 AS about_5min;
 
--- expiry: entries with a 1 s TTL are live until it passes ...
+-- expiry: entries with a 2 s TTL are live until it passes ...
 SELECT twocache_stats_reset();
-SELECT twocache_get('ttl:short', 'SELECT ''first''', '1 s');
-SELECT twocache_get('ttl:short', 'SELECT ''second''', '1 s');
-SELECT twocache_ttl('ttl:short') BETWEEN 1 AND 1000 AS counting_down;
-SELECT twocache_get('ttl:fetch-ttl', $$SELECT 'a', interval '1 s'$$);
+SELECT twocache_get('ttl:short', 'SELECT ''first''', '2 s');
+SELECT twocache_get('ttl:short', 'SELECT ''second''', '2 s');
+SELECT twocache_ttl('ttl:short') BETWEEN 1 AND 2000 AS counting_down;
+SELECT twocache_get('ttl:fetch-ttl', $$SELECT 'a', interval '2 s'$$);
 SELECT twocache_get('ttl:fetch-ttl', $$SELECT 'b', interval '1 hour'$$);
-SELECT twocache_set('ttl:set-short', 'v', '1 s');
-SELECT twocache_set('ttl:mget-short', 'v', '1 s');
-SELECT twocache_set('ttl:nx', 'old', '1 s');
-SELECT twocache_set('ttl:del', 'v', '1 s');
+SELECT twocache_set('ttl:set-short', 'v', '2 s');
+SELECT twocache_set('ttl:mget-short', 'v', '2 s');
+SELECT twocache_set('ttl:nx', 'old', '2 s');
+SELECT twocache_set('ttl:del', 'v', '2 s');
 SELECT twocache_set('ttl:hour', 'v', '1 hour');
 SELECT l1_hits, l1_misses, fetches, expirations FROM twocache_stats;
-SELECT pg_sleep(1.1);
+SELECT pg_sleep(2.1);
 -- ... and gone after it: ttl says absent, exists is false, local_keys and
 -- mget do not list them
 SELECT twocache_ttl('ttl:short');
@@ -106,7 +106,7 @@ ORDER BY k;
 SELECT * FROM twocache_mget(ARRAY['ttl:mget-short', 'ttl:hour']);
 SELECT l1_hits, l1_misses, fetches, expirations FROM twocache_stats;
 -- get runs the fetch query again
-SELECT twocache_get('ttl:short', 'SELECT ''third''', '1 s');
+SELECT twocache_get('ttl:short', 'SELECT ''third''', '2 s');
 SELECT l1_hits, l1_misses, fetches, expirations FROM twocache_stats;
 SELECT twocache_get('ttl:short');
 -- the fetcher's own TTL expires too

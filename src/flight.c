@@ -322,12 +322,22 @@ FlightWait(ArcPartition *part, FlightSlot *slot, int timeout_ms)
 	volatile TimestampTz deadline = 0;
 	volatile FlightWaitResult result = FLIGHT_WAIT_DONE;
 
-	if (wait_would_deadlock(slot->owner))
-		return FLIGHT_WAIT_DEADLOCK;
-
+	/*
+	 * Publish our waits-for edge before walking the chain: two backends
+	 * closing a cycle at once (their keys in different partitions) then
+	 * cannot both miss it.  Both may see it and both fetch unguarded, which
+	 * is safe.
+	 */
 	ensure_exit_callback();
-	ConditionVariablePrepareToSleep(&slot->cv);
 	pg_atomic_write_u32(mine, (uint32) slot->owner + 1);
+	pg_memory_barrier();
+	if (wait_would_deadlock(slot->owner))
+	{
+		pg_atomic_write_u32(mine, 0);
+		return FLIGHT_WAIT_DEADLOCK;
+	}
+
+	ConditionVariablePrepareToSleep(&slot->cv);
 	LWLockRelease(part->lock);
 
 	if (timeout_ms > 0)

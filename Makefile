@@ -14,6 +14,11 @@ OBJS = \
 	src/arc.o \
 	src/flight.o \
 	src/fetch.o \
+	src/cache.o \
+	src/redis.o \
+	src/message.o \
+	src/l2.o \
+	src/worker.o \
 	src/funcs.o
 
 DATA = sql/twocache--1.0.sql
@@ -36,7 +41,7 @@ EXTRA_CLEAN = test/results test/output tmp_check results regression.diffs regres
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
-$(OBJS): src/twocache.h src/arc.h
+$(OBJS): src/twocache.h src/arc.h src/flight.h src/redis.h src/l2.h src/message.h
 else
 # No server headers yet (fresh machine): "make deps" installs them, and the
 # targets below re-run make once they are there.

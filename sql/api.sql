@@ -170,8 +170,8 @@ SELECT twocache_local_del('api:e2');
 SELECT key, list, pos, value_bytes, expires_at, negative FROM twocache_entries();
 SELECT twocache_flush_local();
 
--- twocache_status in local mode
-SELECT mode, length(instance_id) > 0 AS has_instance_id, worker_pid,
+-- twocache_status in local mode: the worker runs, without connections
+SELECT mode, length(instance_id) > 0 AS has_instance_id, worker_pid > 0 AS worker_runs,
        redis_connected, subscribed, reconnects, last_error, last_error_at
 FROM twocache_status();
 

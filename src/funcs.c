@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "flight.h"
+#include "redis.h"
 #include "twocache.h"
 
 PG_FUNCTION_INFO_V1(twocache_get);
@@ -74,11 +75,7 @@ make_key(ArcKey *key, const char *data, int len)
 				 errmsg("cache key is too long"),
 				 errdetail("A key may be at most %d bytes; this one is %d.",
 						   TWOCACHE_MAX_KEY_LEN, len)));
-	key->dbid = scope_dbid();
-	key->len = len;
-	key->data = data;
-	key->hash = hash_combine(hash_bytes_uint32(key->dbid),
-							 hash_bytes((const unsigned char *) data, len));
+	TwoCacheKeyInit(key, scope_dbid(), data, len);
 }
 
 static void
@@ -92,19 +89,6 @@ key_arg(FunctionCallInfo fcinfo, int argno, ArcKey *key)
 				 errmsg("cache key must not be null")));
 	t = PG_GETARG_TEXT_PP(argno);
 	make_key(key, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
-
-/*
- * The partition of a key.  The high bits of the hash pick it, since dynahash
- * buckets use the low ones.
- */
-static ArcPartition *
-partition_for(const ArcKey *key, HTAB **hash)
-{
-	int			partno = (int) (((uint64) key->hash * twocache_shared->npartitions) >> 32);
-
-	*hash = TwoCachePartitionHash(partno);
-	return &twocache_shared->partitions[partno];
 }
 
 /*
@@ -141,218 +125,6 @@ ttl_arg(FunctionCallInfo fcinfo, int argno)
 	return TwoCacheIntervalToMs(PG_GETARG_INTERVAL_P(argno), false);
 }
 
-/* Expiry time of an L1 entry with this TTL, capped by local_max_ttl. */
-static TimestampTz
-expiry(TimestampTz now, int64 ttl_ms)
-{
-	int64		us;
-	TimestampTz result;
-
-	if (twocache_local_max_ttl > 0 &&
-		(ttl_ms == 0 || ttl_ms > twocache_local_max_ttl))
-		ttl_ms = twocache_local_max_ttl;
-	if (ttl_ms == 0)
-		return 0;
-	if (pg_mul_s64_overflow(ttl_ms, 1000, &us) ||
-		pg_add_s64_overflow(now, us, &result) || result >= DT_NOEND)
-		return DT_NOEND - 1;
-	return result;
-}
-
-static inline bool
-is_expired(const ArcEntry *e, TimestampTz now)
-{
-	return e->expires_at != 0 && e->expires_at <= now;
-}
-
-static inline bool
-is_live(const ArcEntry *e, TimestampTz now)
-{
-	return e != NULL && !ArcListIsGhost(e->list) && !is_expired(e, now);
-}
-
-static text *
-copy_value(const ArcEntry *e)
-{
-	text	   *t = (text *) palloc(VARHDRSZ + e->value_len);
-
-	SET_VARSIZE(t, VARHDRSZ + e->value_len);
-	if (e->value_len > 0)
-		memcpy(VARDATA(t), e->value, e->value_len);
-	return t;
-}
-
-/*
- * Find the live resident entry for key, removing it first if it expired.
- * Caller holds the partition lock exclusively.
- */
-static ArcEntry *
-find_live(ArcPartition *part, HTAB *hash, const ArcKey *key, TimestampTz now)
-{
-	ArcEntry   *e = ArcFind(hash, key);
-
-	if (e == NULL || ArcListIsGhost(e->list))
-		return NULL;
-	if (is_expired(e, now))
-	{
-		ArcRemove(part, hash, e);
-		TwoCacheCount(TC_EXPIRATIONS, 1);
-		return NULL;
-	}
-	return e;
-}
-
-/* ----------------------------------------------------------------
- * Reads and fetches
- * ----------------------------------------------------------------
- */
-
-/*
- * Store a fetched value (or placeholder) unless the fill is stale, then end
- * the flight.  Caller holds no lock.
- */
-static void
-store_fill(ArcPartition *part, HTAB *hash, const ArcKey *key,
-		   FetchResult *fr, int64 ttl_ms, FlightTicket *t)
-{
-	int64		fill_ttl;
-	uint64		evicted = 0;
-
-	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
-	{
-		/* this transaction wrote: the value may show uncommitted rows */
-		TwoCacheCount(TC_UNCACHEABLE, 1);
-		FlightEnd(t);
-		return;
-	}
-	if (fr->found && fr->value_len > (uint32) twocache_max_value_size)
-	{
-		TwoCacheCount(TC_TOO_LARGE, 1);
-		FlightEnd(t);
-		return;
-	}
-	if (!fr->found && twocache_not_found_ttl == 0)
-	{
-		FlightEnd(t);
-		return;
-	}
-
-	if (!fr->found)
-		fill_ttl = twocache_not_found_ttl;
-	else
-		fill_ttl = fr->has_ttl ? fr->ttl_ms : ttl_ms;
-
-	LWLockAcquire(part->lock, LW_EXCLUSIVE);
-	if (FlightFillIsStale(part, key->hash, t))
-		TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
-	else if (ArcStore(part, hash, key, fr->value, fr->value_len, !fr->found,
-					  expiry(GetCurrentTimestamp(), fill_ttl), &evicted) == ARC_TOO_LARGE)
-		TwoCacheCount(TC_TOO_LARGE, 1);
-	FlightEnd(t);
-	LWLockRelease(part->lock);
-	if (evicted > 0)
-		TwoCacheCount(TC_EVICTIONS, evicted);
-}
-
-/*
- * Run the fetch of a ticket, store what it returned and end the flight,
- * whatever happens.  Returns the value, or NULL for not found.
- */
-static text *
-fetch_and_store(ArcPartition *part, HTAB *hash, const ArcKey *key,
-				const char *query, int64 ttl_ms, FlightTicket *t)
-{
-	FetchResult fr;
-
-	TwoCacheCount(TC_FETCHES, 1);
-	PG_TRY();
-	{
-		TwoCacheRunFetch(query, key, &fr);
-	}
-	PG_CATCH();
-	{
-		/* free the slot at once: a waiter takes over */
-		TwoCacheCount(TC_FETCH_ERRORS, 1);
-		FlightEnd(t);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	store_fill(part, hash, key, &fr, ttl_ms, t);
-	return fr.found ? cstring_to_text_with_len(fr.value, fr.value_len) : NULL;
-}
-
-/*
- * Look key up in L1; on a miss, with a fetch query, run the fetch once per
- * server (single flight) and store its result.  Returns NULL for not found.
- */
-static text *
-cache_get(const ArcKey *key, const char *query, int64 ttl_ms)
-{
-	HTAB	   *hash;
-	ArcPartition *part = partition_for(key, &hash);
-	bool		waited = false;
-
-	for (;;)
-	{
-		TimestampTz now = GetCurrentTimestamp();
-		ArcEntry   *e;
-		FlightSlot *slot;
-		FlightTicket t;
-
-		LWLockAcquire(part->lock, LW_EXCLUSIVE);
-		e = find_live(part, hash, key, now);
-		if (e != NULL)
-		{
-			text	   *result = NULL;
-			bool		negative = e->negative;
-
-			/* a waiter's request was served by the fill: no second access */
-			if (!waited)
-				ArcHit(part, e);
-			if (!negative)
-				result = copy_value(e);
-			LWLockRelease(part->lock);
-			if (!waited)
-				TwoCacheCount(negative ? TC_NEGATIVE_HITS : TC_L1_HITS, 1);
-			return result;
-		}
-		if (!waited)
-			TwoCacheCount(TC_L1_MISSES, 1);
-		if (query == NULL)
-		{
-			LWLockRelease(part->lock);
-			return NULL;
-		}
-
-		slot = FlightFind(part, key);
-		if (slot == NULL)
-			FlightBegin(part, key, &t);
-		else
-		{
-			switch (FlightWait(part, slot, twocache_fetch_wait_timeout))
-			{
-				case FLIGHT_WAIT_DONE:
-					if (!waited)
-						TwoCacheCount(TC_FETCH_WAITS, 1);
-					waited = true;
-					continue;
-				case FLIGHT_WAIT_TIMEOUT:
-					if (!waited)
-						TwoCacheCount(TC_FETCH_WAITS, 1);
-					LWLockAcquire(part->lock, LW_EXCLUSIVE);
-					FlightBeginUnguarded(part, &t);
-					break;
-				case FLIGHT_WAIT_DEADLOCK:
-					FlightBeginUnguarded(part, &t);
-					break;
-			}
-		}
-		LWLockRelease(part->lock);
-		return fetch_and_store(part, hash, key, query, ttl_ms, &t);
-	}
-}
-
 /*
  * twocache_get(key text, fetch_query text, ttl interval) returns text
  */
@@ -376,7 +148,7 @@ twocache_get(PG_FUNCTION_ARGS)
 					 errmsg("fetch query must not be empty")));
 	}
 
-	result = cache_get(&key, query, ttl_ms);
+	result = TwoCacheGet(&key, query, ttl_ms);
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(result);
@@ -395,6 +167,7 @@ twocache_mget(PG_FUNCTION_ARGS)
 	int			n;
 	int			i;
 	ArcKey	   *keys;
+	text	  **found;
 
 	TwoCacheRequireShmem();
 	if (PG_ARGISNULL(0))
@@ -422,17 +195,19 @@ twocache_mget(PG_FUNCTION_ARGS)
 		make_key(&keys[i], VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	}
 
+	found = palloc(sizeof(text *) * Max(n, 1));
+	TwoCacheMGet(n, keys, found);
+
 	InitMaterializedSRF(fcinfo, 0);
 	for (i = 0; i < n; i++)
 	{
-		text	   *value = cache_get(&keys[i], NULL, 0);
 		Datum		values[2];
 		bool		isnull[2] = {false, false};
 
-		if (value == NULL)
+		if (found[i] == NULL)
 			continue;
 		values[0] = elems[i];
-		values[1] = PointerGetDatum(value);
+		values[1] = PointerGetDatum(found[i]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
 	}
 	return (Datum) 0;
@@ -445,20 +220,13 @@ Datum
 twocache_exists(PG_FUNCTION_ARGS)
 {
 	ArcKey		key;
-	HTAB	   *hash;
-	ArcPartition *part;
-	ArcEntry   *e;
-	bool		result;
+	bool		is_value;
+	int64		ttl_ms;
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	part = partition_for(&key, &hash);
-
-	LWLockAcquire(part->lock, LW_SHARED);
-	e = ArcFind(hash, &key);
-	result = is_live(e, GetCurrentTimestamp()) && !e->negative;
-	LWLockRelease(part->lock);
-	PG_RETURN_BOOL(result);
+	TwoCacheProbe(&key, &is_value, &ttl_ms);
+	PG_RETURN_BOOL(is_value);
 }
 
 /*
@@ -468,31 +236,13 @@ Datum
 twocache_ttl(PG_FUNCTION_ARGS)
 {
 	ArcKey		key;
-	HTAB	   *hash;
-	ArcPartition *part;
-	ArcEntry   *e;
-	TimestampTz now = GetCurrentTimestamp();
-	int64		result = -2;
+	bool		is_value;
+	int64		ttl_ms;
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	part = partition_for(&key, &hash);
-
-	LWLockAcquire(part->lock, LW_SHARED);
-	e = ArcFind(hash, &key);
-	if (is_live(e, now) && !e->negative)
-	{
-		if (e->expires_at == 0)
-			result = -1;
-		else
-		{
-			int64		us = e->expires_at - now;
-
-			result = us / 1000 + (us % 1000 != 0);
-		}
-	}
-	LWLockRelease(part->lock);
-	PG_RETURN_INT64(result);
+	TwoCacheProbe(&key, &is_value, &ttl_ms);
+	PG_RETURN_INT64(ttl_ms);
 }
 
 /* ----------------------------------------------------------------
@@ -500,38 +250,32 @@ twocache_ttl(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
-typedef enum OnlyIf
-{
-	ONLY_IF_ALWAYS,
-	ONLY_IF_ABSENT,
-	ONLY_IF_PRESENT
-} OnlyIf;
-
-static OnlyIf
+static TwoCacheOnlyIf
 only_if_arg(FunctionCallInfo fcinfo, int argno)
 {
 	char	   *s;
 
 	if (PG_ARGISNULL(argno))
-		return ONLY_IF_ALWAYS;
+		return TWOCACHE_ONLY_IF_ALWAYS;
 	s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	if (strcmp(s, "absent") == 0)
-		return ONLY_IF_ABSENT;
+		return TWOCACHE_ONLY_IF_ABSENT;
 	if (strcmp(s, "present") == 0)
-		return ONLY_IF_PRESENT;
+		return TWOCACHE_ONLY_IF_PRESENT;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid value for only_if: \"%s\"", s),
 			 errhint("Use 'absent', 'present' or NULL.")));
-	return ONLY_IF_ALWAYS;		/* keep compiler quiet */
+	return TWOCACHE_ONLY_IF_ALWAYS;		/* keep compiler quiet */
 }
 
 static text *
-value_arg(FunctionCallInfo fcinfo, int argno, const ArcKey *key,
-		  ArcPartition *part)
+value_arg(FunctionCallInfo fcinfo, int argno, const ArcKey *key)
 {
 	text	   *value;
 	Size		len;
+	HTAB	   *hash;
+	ArcPartition *part = TwoCachePartitionFor(key, &hash);
 
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -556,84 +300,24 @@ value_arg(FunctionCallInfo fcinfo, int argno, const ArcKey *key,
 }
 
 /*
- * Write key = value in L1, honouring only_if; fences in-flight fills of the
- * key.  Returns whether it wrote.
- */
-static bool
-local_store(const ArcKey *key, ArcPartition *part, HTAB *hash,
-			text *value, int64 ttl_ms, OnlyIf only_if)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	uint64		evicted = 0;
-	ArcEntry   *e;
-	bool		present;
-	ArcStoreResult r;
-
-	LWLockAcquire(part->lock, LW_EXCLUSIVE);
-	e = find_live(part, hash, key, now);
-	present = (e != NULL && !e->negative);
-	if ((only_if == ONLY_IF_ABSENT && present) ||
-		(only_if == ONLY_IF_PRESENT && !present))
-	{
-		LWLockRelease(part->lock);
-		return false;
-	}
-	FlightInvalidateKey(part, key->hash);
-	r = ArcStore(part, hash, key, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
-				 false, expiry(now, ttl_ms), &evicted);
-	LWLockRelease(part->lock);
-
-	if (evicted > 0)
-		TwoCacheCount(TC_EVICTIONS, evicted);
-	if (r == ARC_TOO_LARGE)
-	{
-		/* only when the partition could not make room; checked earlier */
-		TwoCacheCount(TC_TOO_LARGE, 1);
-		return false;
-	}
-	return true;
-}
-
-/* Drop key from L1 and fence in-flight fills; true if a live entry existed. */
-static bool
-local_delete(const ArcKey *key)
-{
-	HTAB	   *hash;
-	ArcPartition *part = partition_for(key, &hash);
-	ArcEntry   *e;
-	bool		existed;
-
-	LWLockAcquire(part->lock, LW_EXCLUSIVE);
-	e = ArcFind(hash, key);
-	existed = is_live(e, GetCurrentTimestamp());
-	if (e != NULL && !ArcListIsGhost(e->list))
-		ArcRemove(part, hash, e);
-	FlightInvalidateKey(part, key->hash);
-	LWLockRelease(part->lock);
-	return existed;
-}
-
-/*
  * twocache_set(key text, value text, ttl interval, only_if text) returns boolean
  */
 Datum
 twocache_set(PG_FUNCTION_ARGS)
 {
 	ArcKey		key;
-	HTAB	   *hash;
-	ArcPartition *part;
 	text	   *value;
 	int64		ttl_ms;
-	OnlyIf		only_if;
+	TwoCacheOnlyIf only_if;
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	part = partition_for(&key, &hash);
-	value = value_arg(fcinfo, 1, &key, part);
+	value = value_arg(fcinfo, 1, &key);
 	ttl_ms = ttl_arg(fcinfo, 2);
 	only_if = only_if_arg(fcinfo, 3);
 
-	PG_RETURN_BOOL(local_store(&key, part, hash, value, ttl_ms, only_if));
+	PG_RETURN_BOOL(TwoCacheSet(&key, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
+							   ttl_ms, only_if, false));
 }
 
 /*
@@ -643,18 +327,16 @@ Datum
 twocache_local_set(PG_FUNCTION_ARGS)
 {
 	ArcKey		key;
-	HTAB	   *hash;
-	ArcPartition *part;
 	text	   *value;
 	int64		ttl_ms;
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	part = partition_for(&key, &hash);
-	value = value_arg(fcinfo, 1, &key, part);
+	value = value_arg(fcinfo, 1, &key);
 	ttl_ms = ttl_arg(fcinfo, 2);
 
-	(void) local_store(&key, part, hash, value, ttl_ms, ONLY_IF_ALWAYS);
+	(void) TwoCacheSet(&key, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
+					   ttl_ms, TWOCACHE_ONLY_IF_ALWAYS, true);
 	PG_RETURN_VOID();
 }
 
@@ -668,7 +350,7 @@ twocache_del(PG_FUNCTION_ARGS)
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	PG_RETURN_BOOL(local_delete(&key));
+	PG_RETURN_BOOL(TwoCacheDel(&key, false));
 }
 
 /*
@@ -681,7 +363,7 @@ twocache_local_del(PG_FUNCTION_ARGS)
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	PG_RETURN_BOOL(local_delete(&key));
+	PG_RETURN_BOOL(TwoCacheDel(&key, true));
 }
 
 /*
@@ -690,20 +372,8 @@ twocache_local_del(PG_FUNCTION_ARGS)
 Datum
 twocache_flush_local(PG_FUNCTION_ARGS)
 {
-	uint64		dropped = 0;
-	int			i;
-
 	TwoCacheRequireShmem();
-	for (i = 0; i < twocache_shared->npartitions; i++)
-	{
-		ArcPartition *part = &twocache_shared->partitions[i];
-
-		LWLockAcquire(part->lock, LW_EXCLUSIVE);
-		dropped += ArcClear(part, TwoCachePartitionHash(i));
-		FlightInvalidateAll(part);
-		LWLockRelease(part->lock);
-	}
-	PG_RETURN_INT64((int64) dropped);
+	PG_RETURN_INT64((int64) TwoCacheFlushLocal());
 }
 
 /* ----------------------------------------------------------------
@@ -753,7 +423,7 @@ copy_entries(bool ghosts, bool live_only)
 				pos++;
 				if (e->key.dbid != dbid)
 					continue;
-				if (live_only && (is_expired(e, now) || e->negative))
+				if (live_only && (!TwoCacheEntryIsLive(e, now) || e->negative))
 					continue;
 				c = palloc(sizeof(EntryCopy));
 				c->key = cstring_to_text_with_len(e->key.data, e->key.len);
@@ -903,6 +573,7 @@ Datum
 twocache_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
+	TwoCacheWorkerState w;
 	Datum		values[STATUS_COLS];
 	bool		isnull[STATUS_COLS] = {0};
 
@@ -910,15 +581,22 @@ twocache_status(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	values[0] = CStringGetTextDatum("local");
+	SpinLockAcquire(&twocache_shared->worker.mutex);
+	w = twocache_shared->worker;
+	SpinLockRelease(&twocache_shared->worker.mutex);
+
+	values[0] = CStringGetTextDatum(TwoCacheRedisEnabled() ? "two-layer" : "local");
 	values[1] = CStringGetTextDatum(twocache_shared->instance_id);
-	isnull[2] = true;			/* worker_pid: no worker in local mode */
-	values[3] = BoolGetDatum(false);	/* redis_connected */
-	values[4] = BoolGetDatum(false);	/* subscribed */
-	values[5] = Int64GetDatum(0);	/* reconnects */
+	values[2] = Int32GetDatum(w.pid);
+	isnull[2] = (w.pid == 0);
+	values[3] = BoolGetDatum(w.connected);
+	values[4] = BoolGetDatum(w.subscribed);
+	values[5] = Int64GetDatum((int64) w.reconnects);
 	values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&twocache_shared->local_flushes));
-	isnull[7] = true;			/* last_error */
-	isnull[8] = true;			/* last_error_at */
+	values[7] = CStringGetTextDatum(w.last_error);
+	isnull[7] = (w.last_error_at == 0);
+	values[8] = TimestampTzGetDatum(w.last_error_at);
+	isnull[8] = (w.last_error_at == 0);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
 }

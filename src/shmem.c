@@ -149,6 +149,7 @@ twocache_shmem_startup(void)
 		pg_atomic_init_u64(&twocache_shared->stats_reset,
 						   (uint64) GetCurrentTimestamp());
 		pg_atomic_init_u64(&twocache_shared->local_flushes, 0);
+		SpinLockInit(&twocache_shared->worker.mutex);
 
 		twocache_shared->partitions = (ArcPartition *) p;
 		p += MAXALIGN(mul_size(npart, sizeof(ArcPartition)));

@@ -3,7 +3,7 @@
  * twocache.c
  *	  Module entry point and settings of twocache.
  *
- * _PG_init only composes: settings, then shared memory.  Everything needs
+ * _PG_init only composes: settings, shared memory, the background worker.  Everything needs
  * shared memory, so outside shared_preload_libraries nothing is installed
  * and every SQL function raises 55000 with a hint.
  *
@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "redis.h"
 #include "twocache.h"
 
 PG_MODULE_MAGIC;
@@ -33,6 +34,11 @@ int			twocache_local_max_ttl = 0;
 int			twocache_fetch_wait_timeout = 0;
 int			twocache_scope = TWOCACHE_SCOPE_DATABASE;
 char	   *twocache_instance_id = NULL;
+char	   *twocache_redis_url = NULL;
+int			twocache_redis_timeout = 250;
+int			twocache_redis_retry_interval = 1000;
+char	   *twocache_key_prefix = NULL;
+char	   *twocache_channel = NULL;
 
 static const struct config_enum_entry scope_options[] = {
 	{"database", TWOCACHE_SCOPE_DATABASE, false},
@@ -59,6 +65,38 @@ check_instance_id(char **newval, void **extra pg_attribute_unused(),
 			GUC_check_errdetail("twocache.instance_id may contain only printable ASCII characters other than space.");
 			return false;
 		}
+	}
+	return true;
+}
+
+static bool
+check_redis_url(char **newval, void **extra pg_attribute_unused(),
+				GucSource source pg_attribute_unused())
+{
+	TcRedisUrl	u;
+	const char *err;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!TwoCacheParseRedisUrl(*newval, &u, &err))
+	{
+		/* never echo the value: it may hold a password */
+		GUC_check_errmsg("invalid value for parameter \"twocache.redis_url\"");
+		GUC_check_errdetail("%s.", err);
+		GUC_check_errhint("Use redis://[:password@]host[:port][/db] or unix:///path.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_channel(char **newval, void **extra pg_attribute_unused(),
+			  GucSource source pg_attribute_unused())
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("twocache.channel must not be empty.");
+		return false;
 	}
 	return true;
 }
@@ -147,6 +185,46 @@ TwoCacheDefineGucs(void)
 							   PGC_POSTMASTER, 0,
 							   check_instance_id, NULL, NULL);
 
+	DefineCustomStringVariable("twocache.redis_url",
+							   "Redis server of the shared cache (L2); empty means local mode.",
+							   "redis://[:password@]host[:port][/db] or unix:///path. Only superusers can see it.",
+							   &twocache_redis_url,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_redis_url, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.redis_timeout",
+							"Longest wait for any one Redis operation.",
+							NULL,
+							&twocache_redis_timeout,
+							250, 1, 60 * 60 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.redis_retry_interval",
+							"How long a backend skips Redis after a Redis failure.",
+							NULL,
+							&twocache_redis_retry_interval,
+							1000, 0, 60 * 60 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("twocache.key_prefix",
+							   "Prefix of every Redis key twocache uses.",
+							   NULL,
+							   &twocache_key_prefix,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("twocache.channel",
+							   "Redis pub/sub channel of invalidation messages.",
+							   NULL,
+							   &twocache_channel,
+							   "twocache:invalidate",
+							   PGC_SIGHUP, 0,
+							   check_channel, NULL, NULL);
+
 	MarkGUCPrefixReserved("twocache");
 }
 
@@ -158,4 +236,5 @@ _PG_init(void)
 
 	TwoCacheDefineGucs();
 	TwoCacheShmemInit();
+	TwoCacheWorkerRegister();
 }

@@ -48,6 +48,19 @@ extern int	twocache_local_max_ttl;
 extern int	twocache_fetch_wait_timeout;
 extern int	twocache_scope;
 extern char *twocache_instance_id;
+extern char *twocache_redis_url;
+extern int	twocache_redis_timeout;
+extern int	twocache_redis_retry_interval;
+extern char *twocache_key_prefix;
+extern char *twocache_channel;
+
+/* only_if of twocache_set */
+typedef enum TwoCacheOnlyIf
+{
+	TWOCACHE_ONLY_IF_ALWAYS,
+	TWOCACHE_ONLY_IF_ABSENT,
+	TWOCACHE_ONLY_IF_PRESENT
+} TwoCacheOnlyIf;
 
 /* Counters of twocache_stats, in view order */
 typedef enum TwoCacheCounter
@@ -71,6 +84,18 @@ typedef enum TwoCacheCounter
 	TC_NUM_COUNTERS
 } TwoCacheCounter;
 
+/* State of the background worker, for twocache_status(); under mutex. */
+typedef struct TwoCacheWorkerState
+{
+	slock_t		mutex;
+	int			pid;			/* 0 when not running */
+	bool		connected;		/* command connection is up */
+	bool		subscribed;
+	uint64		reconnects;		/* subscriptions re-established */
+	char		last_error[256];
+	TimestampTz last_error_at;	/* 0 = never */
+} TwoCacheWorkerState;
+
 /*
  * The one shared struct.  Partitions, flight slots and the arena follow it
  * in the same allocation (see shmem.c for the layout).
@@ -85,6 +110,7 @@ typedef struct TwoCacheShared
 	pg_atomic_uint64 counters[TC_NUM_COUNTERS];
 	pg_atomic_uint64 stats_reset;	/* TimestampTz of the last reset */
 	pg_atomic_uint64 local_flushes;
+	TwoCacheWorkerState worker;
 
 	ArcPartition *partitions;	/* [npartitions] */
 	struct FlightPool *flights;
@@ -121,5 +147,23 @@ extern void TwoCacheRunFetch(const char *query, const ArcKey *key,
 
 /* funcs.c */
 extern int64 TwoCacheIntervalToMs(const Interval *ttl, bool from_fetch);
+
+/* cache.c */
+extern void TwoCacheKeyInit(ArcKey *key, Oid dbid, const char *data, int len);
+extern ArcPartition *TwoCachePartitionFor(const ArcKey *key, HTAB **hash);
+extern TimestampTz TwoCacheExpiry(TimestampTz now, int64 ttl_ms);
+extern bool TwoCacheEntryIsLive(const ArcEntry *e, TimestampTz now);
+extern bool TwoCacheLocalDelete(const ArcKey *key);
+extern uint64 TwoCacheFlushLocal(void);
+extern text *TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms);
+extern void TwoCacheMGet(int n, const ArcKey *keys, text **values);
+extern void TwoCacheProbe(const ArcKey *key, bool *is_value, int64 *ttl_ms);
+extern bool TwoCacheSet(const ArcKey *key, const char *value, uint32 len,
+						int64 ttl_ms, TwoCacheOnlyIf only_if, bool local_only);
+extern bool TwoCacheDel(const ArcKey *key, bool local_only);
+
+/* worker.c */
+extern void TwoCacheWorkerRegister(void);
+extern PGDLLEXPORT void TwoCacheWorkerMain(Datum arg);
 
 #endif							/* TWOCACHE_H */

@@ -156,7 +156,7 @@ run_tap()
 	tests=${TAP_TESTS:-$(cd "$root" && ls test/t/*.pl)}
 	echo "== TAP: $(echo $tests)"
 	(cd "$root" && TESTDIR="$dir" PG_REGRESS="$pg_regress" TEMP_CONFIG="$conf" \
-		PERL5LIB="$pgxs/src/test/perl${PERL5LIB:+:$PERL5LIB}" \
+		PERL5LIB="$pgxs/src/test/perl:$root/test/perl${PERL5LIB:+:$PERL5LIB}" \
 		prove $tests) >"$dir/run.log" 2>&1
 	rc=$?
 	cat "$dir/run.log"

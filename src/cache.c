@@ -1,0 +1,612 @@
+/*-------------------------------------------------------------------------
+ *
+ * cache.c
+ *	  Cache operations behind the SQL functions: L1 under the partition
+ *	  locks, L2 through l2.c, and single-flight fetches.
+ *
+ * Read path of twocache_get: L1; on a miss, the key's flight (flight.c):
+ * the filler reads L2 and, on an L2 miss, runs the fetch query and stores
+ * its result in L2 and L1; waiters sleep until the flight ends and look
+ * again.  Every fill is fenced: it started by recording the partition's
+ * invalidation counter, and it is not stored if the key was invalidated
+ * since.
+ *
+ * Locking: partition LWLocks are taken here (exclusive for anything that
+ * changes entries or ARC order, shared to inspect) and never held across
+ * Redis I/O or SPI.  Values are copied out under the lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "common/int.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "flight.h"
+#include "l2.h"
+#include "redis.h"
+#include "twocache.h"
+
+/* ----------------------------------------------------------------
+ * Keys, partitions, expiry
+ * ----------------------------------------------------------------
+ */
+
+/* Fill in a key's identity and hash (computed once per call). */
+void
+TwoCacheKeyInit(ArcKey *key, Oid dbid, const char *data, int len)
+{
+	key->dbid = dbid;
+	key->len = len;
+	key->data = data;
+	key->hash = hash_combine(hash_bytes_uint32(dbid),
+							 hash_bytes((const unsigned char *) data, len));
+}
+
+/*
+ * The partition of a key and its directory.  The high bits of the hash
+ * pick it, since dynahash buckets use the low ones.
+ */
+ArcPartition *
+TwoCachePartitionFor(const ArcKey *key, HTAB **hash)
+{
+	int			partno = (int) (((uint64) key->hash * twocache_shared->npartitions) >> 32);
+
+	*hash = TwoCachePartitionHash(partno);
+	return &twocache_shared->partitions[partno];
+}
+
+/* Expiry time of an L1 entry with this TTL (ms, 0 = none), capped by local_max_ttl. */
+TimestampTz
+TwoCacheExpiry(TimestampTz now, int64 ttl_ms)
+{
+	int64		us;
+	TimestampTz result;
+
+	if (twocache_local_max_ttl > 0 &&
+		(ttl_ms == 0 || ttl_ms > twocache_local_max_ttl))
+		ttl_ms = twocache_local_max_ttl;
+	if (ttl_ms == 0)
+		return 0;
+	if (pg_mul_s64_overflow(ttl_ms, 1000, &us) ||
+		pg_add_s64_overflow(now, us, &result) || result >= DT_NOEND)
+		return DT_NOEND - 1;
+	return result;
+}
+
+static inline bool
+is_expired(const ArcEntry *e, TimestampTz now)
+{
+	return e->expires_at != 0 && e->expires_at <= now;
+}
+
+/* Is e a resident entry that has not expired? */
+bool
+TwoCacheEntryIsLive(const ArcEntry *e, TimestampTz now)
+{
+	return e != NULL && !ArcListIsGhost(e->list) && !is_expired(e, now);
+}
+
+static text *
+copy_value(const char *value, uint32 len)
+{
+	text	   *t = (text *) palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(t, VARHDRSZ + len);
+	if (len > 0)
+		memcpy(VARDATA(t), value, len);
+	return t;
+}
+
+/*
+ * Find the live resident entry for key, removing it first if it expired.
+ * Caller holds the partition lock exclusively.
+ */
+static ArcEntry *
+find_live(ArcPartition *part, HTAB *hash, const ArcKey *key, TimestampTz now)
+{
+	ArcEntry   *e = ArcFind(hash, key);
+
+	if (e == NULL || ArcListIsGhost(e->list))
+		return NULL;
+	if (is_expired(e, now))
+	{
+		ArcRemove(part, hash, e);
+		TwoCacheCount(TC_EXPIRATIONS, 1);
+		return NULL;
+	}
+	return e;
+}
+
+/* ----------------------------------------------------------------
+ * L1 writes
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Store a fill (fetched or read from L2) in L1 unless it is stale.  Returns
+ * false if it was stale.  Takes the partition lock; ends t's flight under
+ * it.
+ */
+static bool
+l1_fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *value,
+		uint32 len, bool negative, int64 ttl_ms, FlightTicket *t)
+{
+	uint64		evicted = 0;
+	bool		stale;
+
+	LWLockAcquire(part->lock, LW_EXCLUSIVE);
+	stale = FlightFillIsStale(part, key->hash, t);
+	if (stale)
+		TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
+	else if (ArcStore(part, hash, key, value, len, negative,
+					  TwoCacheExpiry(GetCurrentTimestamp(), ttl_ms),
+					  &evicted) == ARC_TOO_LARGE)
+		TwoCacheCount(TC_TOO_LARGE, 1);
+	FlightEnd(t);
+	LWLockRelease(part->lock);
+	if (evicted > 0)
+		TwoCacheCount(TC_EVICTIONS, evicted);
+	return !stale;
+}
+
+/* Is a fill begun with t stale already?  Takes the lock in shared mode. */
+static bool
+fill_is_stale(ArcPartition *part, const ArcKey *key, FlightTicket *t)
+{
+	bool		stale;
+
+	LWLockAcquire(part->lock, LW_SHARED);
+	stale = FlightFillIsStale(part, key->hash, t);
+	LWLockRelease(part->lock);
+	return stale;
+}
+
+/*
+ * Write key = value in L1, honouring only_if, and fence in-flight fills of
+ * the key.  Returns whether it wrote.
+ */
+static bool
+l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
+		 TwoCacheOnlyIf only_if)
+{
+	HTAB	   *hash;
+	ArcPartition *part = TwoCachePartitionFor(key, &hash);
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		evicted = 0;
+	ArcEntry   *e;
+	bool		present;
+	ArcStoreResult r;
+
+	LWLockAcquire(part->lock, LW_EXCLUSIVE);
+	e = find_live(part, hash, key, now);
+	present = (e != NULL && !e->negative);
+	if ((only_if == TWOCACHE_ONLY_IF_ABSENT && present) ||
+		(only_if == TWOCACHE_ONLY_IF_PRESENT && !present))
+	{
+		LWLockRelease(part->lock);
+		return false;
+	}
+	FlightInvalidateKey(part, key->hash);
+	r = ArcStore(part, hash, key, value, len, false, TwoCacheExpiry(now, ttl_ms),
+				 &evicted);
+	LWLockRelease(part->lock);
+
+	if (evicted > 0)
+		TwoCacheCount(TC_EVICTIONS, evicted);
+	if (r == ARC_TOO_LARGE)
+	{
+		/* the partition could not make room; callers checked the size */
+		TwoCacheCount(TC_TOO_LARGE, 1);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Drop key from L1 (without a ghost) and fence in-flight fills of it.
+ * Returns whether a live entry (value or placeholder) existed.
+ */
+bool
+TwoCacheLocalDelete(const ArcKey *key)
+{
+	HTAB	   *hash;
+	ArcPartition *part = TwoCachePartitionFor(key, &hash);
+	ArcEntry   *e;
+	bool		existed;
+
+	LWLockAcquire(part->lock, LW_EXCLUSIVE);
+	e = ArcFind(hash, key);
+	existed = TwoCacheEntryIsLive(e, GetCurrentTimestamp());
+	if (e != NULL && !ArcListIsGhost(e->list))
+		ArcRemove(part, hash, e);
+	FlightInvalidateKey(part, key->hash);
+	LWLockRelease(part->lock);
+	return existed;
+}
+
+/* Drop every L1 entry of this server; returns how many were resident. */
+uint64
+TwoCacheFlushLocal(void)
+{
+	uint64		dropped = 0;
+	int			i;
+
+	for (i = 0; i < twocache_shared->npartitions; i++)
+	{
+		ArcPartition *part = &twocache_shared->partitions[i];
+
+		LWLockAcquire(part->lock, LW_EXCLUSIVE);
+		dropped += ArcClear(part, TwoCachePartitionHash(i));
+		FlightInvalidateAll(part);
+		LWLockRelease(part->lock);
+	}
+	return dropped;
+}
+
+/* ----------------------------------------------------------------
+ * Reads
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Read key from L2 for a fill begun with t: on a hit store it in L1 (which
+ * ends t's flight) and set *result.  Returns false on an L2 miss or when
+ * Redis is unavailable; t is then still open.
+ */
+static bool
+fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
+			 FlightTicket *t, text **result)
+{
+	L2Entry		e;
+
+	if (!TwoCacheRedisEnabled() || !L2Get(1, key, &e) || !e.found)
+	{
+		if (TwoCacheRedisEnabled())
+			TwoCacheCount(TC_L2_MISSES, 1);
+		return false;
+	}
+	TwoCacheCount(e.negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
+	(void) l1_fill(part, hash, key, e.value, e.len, e.negative,
+				   e.pttl_ms < 0 ? 0 : Max(e.pttl_ms, 1), t);
+	*result = e.negative ? NULL : copy_value(e.value, e.len);
+	return true;
+}
+
+/*
+ * The filler's work: L2, else the fetch query; store the result in both
+ * layers unless stale, uncacheable or too large; end the flight whatever
+ * happens.  Returns the value, or NULL for not found.
+ */
+static text *
+fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
+	 int64 ttl_ms, FlightTicket *t)
+{
+	FetchResult fr;
+	text	   *volatile result = NULL;
+	volatile bool fetching = false;
+	volatile bool from_l2 = false;
+	int64		fill_ttl;
+
+	memset(&fr, 0, sizeof(fr));
+	PG_TRY();
+	{
+		text	   *l2_result = NULL;
+
+		if (fill_from_l2(part, hash, key, t, &l2_result))
+		{
+			result = l2_result;
+			from_l2 = true;
+		}
+		else
+		{
+			TwoCacheCount(TC_FETCHES, 1);
+			fetching = true;
+			TwoCacheRunFetch(query, key, &fr);
+			fetching = false;
+		}
+	}
+	PG_CATCH();
+	{
+		if (fetching)
+			TwoCacheCount(TC_FETCH_ERRORS, 1);
+		/* free the slot at once: a waiter takes over */
+		FlightEnd(t);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (from_l2)
+		return result;			/* stored in L1, flight ended */
+
+	if (fr.found)
+		result = cstring_to_text_with_len(fr.value, fr.value_len);
+
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		/* this transaction wrote: the value may show uncommitted rows */
+		TwoCacheCount(TC_UNCACHEABLE, 1);
+		FlightEnd(t);
+		return result;
+	}
+	if ((fr.found && fr.value_len > (uint32) twocache_max_value_size) ||
+		(!fr.found && twocache_not_found_ttl == 0))
+	{
+		if (fr.found)
+			TwoCacheCount(TC_TOO_LARGE, 1);
+		FlightEnd(t);
+		return result;
+	}
+
+	if (!fr.found)
+		fill_ttl = twocache_not_found_ttl;
+	else
+		fill_ttl = fr.has_ttl ? fr.ttl_ms : ttl_ms;
+
+	/*
+	 * Write L2 first, unless already stale; if an invalidation arrives while
+	 * we write it, take the write back (the L1 store below sees the same
+	 * fence and refuses).
+	 */
+	if (TwoCacheRedisEnabled() && !fill_is_stale(part, key, t))
+	{
+		if (L2Fill(key, fr.value, fr.value_len, !fr.found, fill_ttl) &&
+			fill_is_stale(part, key, t))
+		{
+			bool		existed;
+			char		err[256];
+
+			(void) L2Del(key, &existed, err, sizeof(err));
+		}
+	}
+	(void) l1_fill(part, hash, key, fr.value, fr.value_len, !fr.found, fill_ttl, t);
+	return result;
+}
+
+/*
+ * Look key up in L1; on a miss, read L2 and, with a fetch query, run the
+ * fetch once per server (single flight) and store its result in both
+ * layers.  Returns NULL for not found.
+ */
+text *
+TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms)
+{
+	HTAB	   *hash;
+	ArcPartition *part = TwoCachePartitionFor(key, &hash);
+	bool		waited = false;
+
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		ArcEntry   *e;
+		FlightSlot *slot;
+		FlightTicket t;
+
+		LWLockAcquire(part->lock, LW_EXCLUSIVE);
+		e = find_live(part, hash, key, now);
+		if (e != NULL)
+		{
+			text	   *result = NULL;
+			bool		negative = e->negative;
+
+			/* a waiter's request was served by the fill: no second access */
+			if (!waited)
+				ArcHit(part, e);
+			if (!negative)
+				result = copy_value(e->value, e->value_len);
+			LWLockRelease(part->lock);
+			if (!waited)
+				TwoCacheCount(negative ? TC_NEGATIVE_HITS : TC_L1_HITS, 1);
+			return result;
+		}
+		if (!waited)
+			TwoCacheCount(TC_L1_MISSES, 1);
+
+		if (query == NULL)
+		{
+			text	   *result = NULL;
+
+			/* no fetch: a fenced read of L2, without a flight */
+			FlightBeginUnguarded(part, &t);
+			LWLockRelease(part->lock);
+			if (!fill_from_l2(part, hash, key, &t, &result))
+				return NULL;
+			return result;
+		}
+
+		slot = FlightFind(part, key);
+		if (slot == NULL)
+			FlightBegin(part, key, &t);
+		else
+		{
+			switch (FlightWait(part, slot, twocache_fetch_wait_timeout))
+			{
+				case FLIGHT_WAIT_DONE:
+					if (!waited)
+						TwoCacheCount(TC_FETCH_WAITS, 1);
+					waited = true;
+					continue;
+				case FLIGHT_WAIT_TIMEOUT:
+					if (!waited)
+						TwoCacheCount(TC_FETCH_WAITS, 1);
+					LWLockAcquire(part->lock, LW_EXCLUSIVE);
+					FlightBeginUnguarded(part, &t);
+					break;
+				case FLIGHT_WAIT_DEADLOCK:
+					FlightBeginUnguarded(part, &t);
+					break;
+			}
+		}
+		LWLockRelease(part->lock);
+		return fill(part, hash, key, query, ttl_ms, &t);
+	}
+}
+
+/*
+ * Read n keys: L1 first (each an ARC access), then one L2 round trip for
+ * the misses.  values[i] is NULL when key i was not found.
+ */
+void
+TwoCacheMGet(int n, const ArcKey *keys, text **values)
+{
+	int		   *missing = palloc(sizeof(int) * Max(n, 1));
+	ArcKey	   *mkeys = palloc(sizeof(ArcKey) * Max(n, 1));
+	FlightTicket *tickets = palloc(sizeof(FlightTicket) * Max(n, 1));
+	L2Entry    *l2 = palloc(sizeof(L2Entry) * Max(n, 1));
+	int			nmissing = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		HTAB	   *hash;
+		ArcPartition *part = TwoCachePartitionFor(&keys[i], &hash);
+		ArcEntry   *e;
+
+		values[i] = NULL;
+		LWLockAcquire(part->lock, LW_EXCLUSIVE);
+		e = find_live(part, hash, &keys[i], GetCurrentTimestamp());
+		if (e != NULL)
+		{
+			ArcHit(part, e);
+			if (!e->negative)
+				values[i] = copy_value(e->value, e->value_len);
+			LWLockRelease(part->lock);
+			TwoCacheCount(e->negative ? TC_NEGATIVE_HITS : TC_L1_HITS, 1);
+			continue;
+		}
+		TwoCacheCount(TC_L1_MISSES, 1);
+		FlightBeginUnguarded(part, &tickets[nmissing]);
+		LWLockRelease(part->lock);
+		missing[nmissing] = i;
+		mkeys[nmissing] = keys[i];
+		nmissing++;
+	}
+
+	if (nmissing == 0 || !TwoCacheRedisEnabled())
+		return;
+	if (!L2Get(nmissing, mkeys, l2))
+	{
+		TwoCacheCount(TC_L2_MISSES, nmissing);
+		return;
+	}
+	for (i = 0; i < nmissing; i++)
+	{
+		HTAB	   *hash;
+		ArcPartition *part = TwoCachePartitionFor(&mkeys[i], &hash);
+
+		if (!l2[i].found)
+		{
+			TwoCacheCount(TC_L2_MISSES, 1);
+			continue;
+		}
+		TwoCacheCount(l2[i].negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
+		(void) l1_fill(part, hash, &mkeys[i], l2[i].value, l2[i].len,
+					   l2[i].negative,
+					   l2[i].pttl_ms < 0 ? 0 : Max(l2[i].pttl_ms, 1),
+					   &tickets[i]);
+		if (!l2[i].negative)
+			values[missing[i]] = copy_value(l2[i].value, l2[i].len);
+	}
+}
+
+/*
+ * Look at key without touching the ARC or counters: whether a real value
+ * is cached (L1, else L2) and its remaining life in ms (-1 none, -2 absent).
+ */
+void
+TwoCacheProbe(const ArcKey *key, bool *is_value, int64 *ttl_ms)
+{
+	HTAB	   *hash;
+	ArcPartition *part = TwoCachePartitionFor(key, &hash);
+	TimestampTz now = GetCurrentTimestamp();
+	ArcEntry   *e;
+
+	*is_value = false;
+	*ttl_ms = -2;
+	LWLockAcquire(part->lock, LW_SHARED);
+	e = ArcFind(hash, key);
+	if (TwoCacheEntryIsLive(e, now) && !e->negative)
+	{
+		*is_value = true;
+		if (e->expires_at == 0)
+			*ttl_ms = -1;
+		else
+		{
+			int64		us = e->expires_at - now;
+
+			*ttl_ms = us / 1000 + (us % 1000 != 0);
+		}
+	}
+	LWLockRelease(part->lock);
+
+	if (!*is_value && TwoCacheRedisEnabled())
+	{
+		bool		l2_value;
+		int64		pttl;
+
+		if (L2Probe(key, &l2_value, &pttl) && l2_value)
+		{
+			*is_value = true;
+			*ttl_ms = pttl;
+		}
+	}
+}
+
+/* ----------------------------------------------------------------
+ * Writes
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Write key = value: in two-layer mode Redis decides only_if and the write
+ * is published; L1 follows.  If Redis cannot be reached the write applies
+ * to L1 alone, with a WARNING.  Returns whether it wrote.
+ */
+bool
+TwoCacheSet(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
+			TwoCacheOnlyIf only_if, bool local_only)
+{
+	char		err[512];
+	bool		wrote;
+
+	if (local_only || !TwoCacheRedisEnabled())
+		return l1_store(key, value, len, ttl_ms, only_if);
+
+	if (!L2Set(key, value, len, ttl_ms, only_if, &wrote, err, sizeof(err)))
+	{
+		ereport(WARNING,
+				(errmsg("could not write cache key to Redis; the change was applied to the local cache only"),
+				 errdetail("%s", err)));
+		return l1_store(key, value, len, ttl_ms, only_if);
+	}
+	if (wrote)
+		(void) l1_store(key, value, len, ttl_ms, TWOCACHE_ONLY_IF_ALWAYS);
+	return wrote;
+}
+
+/*
+ * Delete key from L1 and, unless local_only, from L2 with a message to the
+ * other servers; inside a transaction block the delete is applied again
+ * after commit.  Returns whether the key existed in either layer.
+ */
+bool
+TwoCacheDel(const ArcKey *key, bool local_only)
+{
+	bool		existed = TwoCacheLocalDelete(key);
+	bool		l2_existed = false;
+	char		err[512];
+
+	if (local_only)
+		return existed;
+	if (TwoCacheRedisEnabled() && !L2Del(key, &l2_existed, err, sizeof(err)))
+		ereport(WARNING,
+				(errmsg("could not delete cache key from Redis; it was deleted from the local cache only"),
+				 errdetail("%s", err)));
+	if (IsTransactionBlock())
+		L2RememberDelete(key);
+	return existed || l2_existed;
+}

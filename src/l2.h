@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * l2.h
+ *	  The Redis layer (l2.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TWOCACHE_L2_H
+#define TWOCACHE_L2_H
+
+#include "twocache.h"
+
+/* One key read from L2 */
+typedef struct L2Entry
+{
+	bool		found;			/* a value or a placeholder */
+	bool		negative;		/* a not-found placeholder */
+	char	   *value;			/* palloc'd, NUL-terminated */
+	uint32		len;
+	int64		pttl_ms;		/* remaining life; -1 = no expiry */
+} L2Entry;
+
+extern bool L2Get(int n, const ArcKey *keys, L2Entry *out);
+extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
+extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
+				   bool negative, int64 ttl_ms);
+extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
+				  TwoCacheOnlyIf only_if, bool *wrote, char *errbuf, size_t errlen);
+extern bool L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen);
+extern void L2RememberDelete(const ArcKey *key);
+
+#endif							/* TWOCACHE_L2_H */

@@ -1,0 +1,132 @@
+/*-------------------------------------------------------------------------
+ *
+ * message.c
+ *	  Binary-safe encoding of invalidation messages.
+ *
+ * A message is published on twocache.channel by the server that wrote or
+ * deleted a key, and applied by the background worker of every other server
+ * (src/worker.c).  Layout, all integers big-endian:
+ *
+ *	  "TC"  magic (2 bytes)
+ *	  1     format version (1 byte)
+ *	  op    'd' (del) or 's' (set) (1 byte)
+ *	  flags bit 0: cluster scope (1 byte)
+ *	  lsn   commit LSN of the sender, 0 if none (8 bytes)
+ *	  n     length of the instance id, then its bytes (1 + n bytes)
+ *	  m     length of the database name, then its bytes (1 + m bytes;
+ *	        m = 0 in cluster scope)
+ *	  k     length of the key, then its bytes (2 + k bytes)
+ *
+ * Every length is checked against both the limits and the bytes received, so
+ * any key bytes survive and a malformed message is rejected, never
+ * over-read.  Nothing here allocates memory or raises errors: the decoder
+ * runs in the worker on bytes from the network.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "message.h"
+
+#define TC_MAGIC0		'T'
+#define TC_MAGIC1		'C'
+#define TC_VERSION		1
+#define TC_FLAG_CLUSTER	0x01
+
+/*
+ * Encode msg into buf.  Returns the encoded length, or -1 if it does not
+ * fit in bufsize or a field is over its limit.
+ */
+int
+TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize)
+{
+	size_t		idlen = strlen(msg->instance_id);
+	size_t		dblen = msg->cluster_scope ? 0 : strlen(msg->dbname);
+	int			need = 2 + 1 + 1 + 1 + 8 + 1 + idlen + 1 + dblen + 2 + msg->keylen;
+	unsigned char *p = (unsigned char *) buf;
+	int			i;
+
+	if (idlen > TWOCACHE_MAX_INSTANCE_ID || dblen >= NAMEDATALEN ||
+		msg->keylen > TWOCACHE_MAX_KEY_LEN || need > bufsize)
+		return -1;
+
+	*p++ = TC_MAGIC0;
+	*p++ = TC_MAGIC1;
+	*p++ = TC_VERSION;
+	*p++ = (unsigned char) msg->op;
+	*p++ = msg->cluster_scope ? TC_FLAG_CLUSTER : 0;
+	for (i = 7; i >= 0; i--)
+		*p++ = (unsigned char) (msg->lsn >> (i * 8));
+	*p++ = (unsigned char) idlen;
+	memcpy(p, msg->instance_id, idlen);
+	p += idlen;
+	*p++ = (unsigned char) dblen;
+	memcpy(p, msg->dbname, dblen);
+	p += dblen;
+	*p++ = (unsigned char) (msg->keylen >> 8);
+	*p++ = (unsigned char) msg->keylen;
+	memcpy(p, msg->key, msg->keylen);
+	p += msg->keylen;
+
+	Assert((char *) p - buf == need);
+	return need;
+}
+
+/*
+ * Decode len bytes of buf into *msg.  Returns false for anything malformed:
+ * wrong magic or version, unknown op or flags, a length beyond the limits
+ * or the data, or trailing bytes.
+ */
+bool
+TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
+{
+	const unsigned char *p = (const unsigned char *) buf;
+	const unsigned char *end = p + (len > 0 ? len : 0);
+	uint32		n;
+	int			i;
+
+	if (buf == NULL || len < 2 + 1 + 1 + 1 + 8 + 1 + 1 + 2)
+		return false;
+	if (p[0] != TC_MAGIC0 || p[1] != TC_MAGIC1 || p[2] != TC_VERSION)
+		return false;
+	if (p[3] != TC_MSG_DEL && p[3] != TC_MSG_SET)
+		return false;
+	if ((p[4] & ~TC_FLAG_CLUSTER) != 0)
+		return false;
+	msg->op = (TcMessageOp) p[3];
+	msg->cluster_scope = (p[4] & TC_FLAG_CLUSTER) != 0;
+	p += 5;
+
+	msg->lsn = 0;
+	for (i = 0; i < 8; i++)
+		msg->lsn = (msg->lsn << 8) | *p++;
+
+	/* instance id */
+	n = *p++;
+	if (n > TWOCACHE_MAX_INSTANCE_ID || end - p < (ptrdiff_t) n + 1)
+		return false;
+	memcpy(msg->instance_id, p, n);
+	msg->instance_id[n] = '\0';
+	p += n;
+
+	/* database name */
+	n = *p++;
+	if (n >= NAMEDATALEN || end - p < (ptrdiff_t) n + 2)
+		return false;
+	if (msg->cluster_scope ? n != 0 : n == 0)
+		return false;
+	memcpy(msg->dbname, p, n);
+	msg->dbname[n] = '\0';
+	if (memchr(msg->dbname, '\0', n) != NULL)
+		return false;
+	p += n;
+
+	/* key */
+	n = ((uint32) p[0] << 8) | p[1];
+	p += 2;
+	if (n == 0 || n > TWOCACHE_MAX_KEY_LEN || end - p != (ptrdiff_t) n)
+		return false;
+	memcpy(msg->key, p, n);
+	msg->keylen = n;
+	return true;
+}

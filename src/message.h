@@ -1,0 +1,36 @@
+/*-------------------------------------------------------------------------
+ *
+ * message.h
+ *	  Invalidation messages exchanged between servers through Redis pub/sub.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TWOCACHE_MESSAGE_H
+#define TWOCACHE_MESSAGE_H
+
+#include "twocache.h"
+
+typedef enum TcMessageOp
+{
+	TC_MSG_DEL = 'd',			/* key deleted */
+	TC_MSG_SET = 's'			/* key written */
+} TcMessageOp;
+
+typedef struct TcMessage
+{
+	TcMessageOp op;
+	bool		cluster_scope;	/* key shared by all databases */
+	uint64		lsn;			/* sender's commit LSN, 0 if none */
+	char		instance_id[TWOCACHE_MAX_INSTANCE_ID + 1];
+	char		dbname[NAMEDATALEN];	/* when !cluster_scope */
+	uint32		keylen;
+	char		key[TWOCACHE_MAX_KEY_LEN];
+} TcMessage;
+
+/* Largest encoded message. */
+#define TC_MESSAGE_MAX	(16 + TWOCACHE_MAX_INSTANCE_ID + NAMEDATALEN + TWOCACHE_MAX_KEY_LEN)
+
+extern int	TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize);
+extern bool TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg);
+
+#endif							/* TWOCACHE_MESSAGE_H */

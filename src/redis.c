@@ -1,0 +1,601 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.c
+ *	  hiredis glue: URL parsing, connecting, and bounded, interruptible
+ *	  command exchanges driven by the backend's latch.
+ *
+ * hiredis is used in non-blocking mode only, as adapters/poll.h drives it
+ * from someone else's event loop: we append commands to its output buffer,
+ * write with redisBufferWrite, read with redisBufferRead, and do all waiting
+ * in WaitLatchOrSocket, so every wait is bounded by a deadline (normally
+ * twocache.redis_timeout), wakes on the latch for cancel and termination,
+ * and exits on postmaster death.  The installed hiredis is 0.14.1, which has
+ * no connect timeouts of its own; this file is the only one that knows.
+ *
+ * A backend has one lazily opened connection, kept across transactions.  An
+ * exchange interrupted by an error (a cancel while waiting) leaves replies
+ * in flight, so the connection is marked dirty first and replaced on next
+ * use.  After a failure the backend skips Redis for
+ * twocache.redis_retry_interval.  Nothing here raises an ERROR because of
+ * Redis: failures are returned with a message in errbuf, which never
+ * contains the password.
+ *
+ * No LWLock may be held while calling into this file.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "redis.h"
+#include "twocache.h"
+
+/* The backend's connection */
+static redisContext *backend_conn = NULL;
+static char *backend_conn_url = NULL;	/* settings it was opened with */
+static bool backend_conn_dirty = false;
+static TimestampTz backend_skip_until = 0;
+
+/* ----------------------------------------------------------------
+ * URL parsing
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Parse redis://[[user]:password@]host[:port][/db] or unix:///path.
+ * Returns false and sets *err to a constant message (never quoting the
+ * URL, which may hold a password) if it is malformed.
+ */
+bool
+TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err)
+{
+	const char *p;
+	const char *at;
+	const char *hostend;
+	size_t		n;
+
+	memset(out, 0, sizeof(TcRedisUrl));
+	out->port = 6379;
+
+	if (strncmp(url, "unix://", 7) == 0)
+	{
+		p = url + 7;
+		n = strlen(p);
+		if (n == 0 || p[0] != '/')
+		{
+			*err = "a unix socket URL needs an absolute path, as in unix:///run/redis/redis.sock";
+			return false;
+		}
+		if (n >= sizeof(out->path))
+		{
+			*err = "the unix socket path is too long";
+			return false;
+		}
+		out->unix_socket = true;
+		memcpy(out->path, p, n + 1);
+		return true;
+	}
+
+	if (strncmp(url, "redis://", 8) != 0)
+	{
+		*err = "the URL must start with redis:// or unix://";
+		return false;
+	}
+	p = url + 8;
+
+	/* credentials: everything up to the last '@' before the path */
+	hostend = p + strcspn(p, "/");
+	at = NULL;
+	{
+		const char *q;
+
+		for (q = p; q < hostend; q++)
+			if (*q == '@')
+				at = q;
+	}
+	if (at != NULL)
+	{
+		const char *colon = memchr(p, ':', at - p);
+
+		if (colon == NULL)
+		{
+			*err = "credentials in the URL must be written :password@ or user:password@";
+			return false;
+		}
+		n = colon - p;
+		if (n >= sizeof(out->user))
+		{
+			*err = "the user name in the URL is too long";
+			return false;
+		}
+		memcpy(out->user, p, n);
+		out->user[n] = '\0';
+		n = at - colon - 1;
+		if (n >= sizeof(out->password))
+		{
+			*err = "the password in the URL is too long";
+			return false;
+		}
+		memcpy(out->password, colon + 1, n);
+		out->password[n] = '\0';
+		p = at + 1;
+	}
+
+	/* host, possibly a bracketed IPv6 address, then an optional port */
+	if (*p == '[')
+	{
+		const char *close = memchr(p, ']', hostend - p);
+
+		if (close == NULL)
+		{
+			*err = "unterminated [ in the host of the URL";
+			return false;
+		}
+		n = close - p - 1;
+		if (n == 0 || n >= sizeof(out->host))
+		{
+			*err = "invalid host in the URL";
+			return false;
+		}
+		memcpy(out->host, p + 1, n);
+		out->host[n] = '\0';
+		p = close + 1;
+	}
+	else
+	{
+		n = strcspn(p, ":/");
+		if (p + n > hostend)
+			n = hostend - p;
+		if (n == 0 || n >= sizeof(out->host))
+		{
+			*err = "the URL has no host, or a host that is too long";
+			return false;
+		}
+		memcpy(out->host, p, n);
+		out->host[n] = '\0';
+		p += n;
+	}
+	if (*p == ':')
+	{
+		long		port = 0;
+
+		p++;
+		if (!isdigit((unsigned char) *p))
+		{
+			*err = "invalid port in the URL";
+			return false;
+		}
+		while (isdigit((unsigned char) *p))
+		{
+			port = port * 10 + (*p - '0');
+			if (port > 65535)
+			{
+				*err = "invalid port in the URL";
+				return false;
+			}
+			p++;
+		}
+		if (port == 0)
+		{
+			*err = "invalid port in the URL";
+			return false;
+		}
+		out->port = (int) port;
+	}
+	if (*p == '/')
+	{
+		long		db = 0;
+
+		p++;
+		if (*p != '\0')
+		{
+			if (!isdigit((unsigned char) *p))
+			{
+				*err = "invalid database number in the URL";
+				return false;
+			}
+			while (isdigit((unsigned char) *p))
+			{
+				db = db * 10 + (*p - '0');
+				if (db > 1000000)
+				{
+					*err = "invalid database number in the URL";
+					return false;
+				}
+				p++;
+			}
+		}
+		out->db = (int) db;
+	}
+	if (*p != '\0')
+	{
+		*err = "unexpected characters at the end of the URL";
+		return false;
+	}
+	return true;
+}
+
+/* Where a URL points, without credentials, for messages. */
+void
+TwoCacheRedisUrlTarget(const TcRedisUrl *u, char *buf, size_t len)
+{
+	if (u->unix_socket)
+		snprintf(buf, len, "unix:%s", u->path);
+	else if (strchr(u->host, ':') != NULL)
+		snprintf(buf, len, "[%s]:%d", u->host, u->port);
+	else
+		snprintf(buf, len, "%s:%d", u->host, u->port);
+}
+
+/* ----------------------------------------------------------------
+ * Bounded waits and exchanges
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Wait until fd is ready for events (WL_SOCKET_*), the deadline passes
+ * (false) or an interrupt is raised (ERROR as usual, from
+ * CHECK_FOR_INTERRUPTS; callers mark their connection dirty first).
+ */
+static bool
+wait_socket(int fd, int events, TimestampTz deadline)
+{
+	for (;;)
+	{
+		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															  deadline);
+		int			rc;
+
+		if (timeout <= 0)
+			return false;
+		rc = WaitLatchOrSocket(MyLatch,
+							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
+							   fd, timeout, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (rc & events)
+			return true;
+	}
+}
+
+static void
+set_error(char *errbuf, size_t errlen, const char *what, const redisContext *c)
+{
+	if (c != NULL && c->err != 0 && c->errstr[0] != '\0')
+		snprintf(errbuf, errlen, "%s: %s", what, c->errstr);
+	else
+		snprintf(errbuf, errlen, "%s", what);
+}
+
+/*
+ * Send ncmds commands in one pipeline and read their replies into
+ * replies[], all within timeout_ms.  On failure frees what it read, sets
+ * errbuf and returns false; the connection should then be dropped.
+ */
+bool
+TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
+				  redisReply **replies, int timeout_ms,
+				  char *errbuf, size_t errlen)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   timeout_ms);
+	int			got = 0;
+	int			done = 0;
+	int			i;
+
+	for (i = 0; i < ncmds; i++)
+	{
+		/* hiredis 0.14 takes a non-const argv it does not modify */
+		if (redisAppendCommandArgv(c, cmds[i].argc, (const char **) cmds[i].argv,
+								   cmds[i].argvlen) != REDIS_OK)
+		{
+			set_error(errbuf, errlen, "could not queue Redis command", c);
+			return false;
+		}
+	}
+
+	/* write everything, waiting for the socket as needed */
+	for (;;)
+	{
+		if (redisBufferWrite(c, &done) != REDIS_OK)
+		{
+			set_error(errbuf, errlen, "could not send to Redis", c);
+			return false;
+		}
+		if (done)
+			break;
+		if (!wait_socket(c->fd, WL_SOCKET_WRITEABLE, deadline))
+		{
+			snprintf(errbuf, errlen, "timed out sending to Redis");
+			return false;
+		}
+	}
+
+	/* read the replies */
+	while (got < ncmds)
+	{
+		void	   *reply = NULL;
+
+		if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+		{
+			set_error(errbuf, errlen, "invalid reply from Redis", c);
+			goto fail;
+		}
+		if (reply != NULL)
+		{
+			replies[got++] = (redisReply *) reply;
+			continue;
+		}
+		if (!wait_socket(c->fd, WL_SOCKET_READABLE, deadline))
+		{
+			snprintf(errbuf, errlen, "timed out waiting for Redis");
+			goto fail;
+		}
+		if (redisBufferRead(c) != REDIS_OK)
+		{
+			set_error(errbuf, errlen, "could not read from Redis", c);
+			goto fail;
+		}
+	}
+	return true;
+
+fail:
+	for (i = 0; i < got; i++)
+		freeReplyObject(replies[i]);
+	return false;
+}
+
+void
+TwoCacheRedisFreeReplies(int n, redisReply **replies)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (replies[i] != NULL)
+			freeReplyObject(replies[i]);
+		replies[i] = NULL;
+	}
+}
+
+/*
+ * Connect to the Redis of url, authenticate and select its database, all
+ * within timeout_ms.  Returns NULL with errbuf set on failure.
+ */
+redisContext *
+TwoCacheRedisConnect(const char *url, int timeout_ms, char *errbuf, size_t errlen)
+{
+	TcRedisUrl	u;
+	const char *perr;
+	char		target[MAXPGPATH + 16];
+	redisContext *c;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   timeout_ms);
+	int			sockerr = 0;
+	socklen_t	optlen = sizeof(sockerr);
+	TcRedisCommand cmds[2];
+	redisReply *replies[2];
+	int			ncmds = 0;
+	int			i;
+
+	if (!TwoCacheParseRedisUrl(url, &u, &perr))
+	{
+		snprintf(errbuf, errlen, "invalid twocache.redis_url: %s", perr);
+		return NULL;
+	}
+	TwoCacheRedisUrlTarget(&u, target, sizeof(target));
+
+	c = u.unix_socket ? redisConnectUnixNonBlock(u.path) :
+		redisConnectNonBlock(u.host, u.port);
+	if (c == NULL)
+	{
+		snprintf(errbuf, errlen, "could not connect to Redis at %s: out of memory", target);
+		return NULL;
+	}
+	if (c->err != 0)
+	{
+		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target, c->errstr);
+		redisFree(c);
+		return NULL;
+	}
+
+	/* a non-blocking connect completes when the socket is writable */
+	if (!wait_socket(c->fd, WL_SOCKET_WRITEABLE, deadline))
+	{
+		snprintf(errbuf, errlen, "could not connect to Redis at %s: timed out", target);
+		redisFree(c);
+		return NULL;
+	}
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &sockerr, &optlen) < 0 || sockerr != 0)
+	{
+		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target,
+				 strerror(sockerr != 0 ? sockerr : errno));
+		redisFree(c);
+		return NULL;
+	}
+
+	if (u.password[0] != '\0')
+	{
+		TcRedisCommand *cmd = &cmds[ncmds++];
+
+		cmd->argc = 0;
+		cmd->argv[cmd->argc] = "AUTH";
+		cmd->argvlen[cmd->argc++] = 4;
+		if (u.user[0] != '\0')
+		{
+			cmd->argv[cmd->argc] = u.user;
+			cmd->argvlen[cmd->argc++] = strlen(u.user);
+		}
+		cmd->argv[cmd->argc] = u.password;
+		cmd->argvlen[cmd->argc++] = strlen(u.password);
+	}
+	if (u.db != 0)
+	{
+		static char dbbuf[16];
+		TcRedisCommand *cmd = &cmds[ncmds++];
+
+		snprintf(dbbuf, sizeof(dbbuf), "%d", u.db);
+		cmd->argc = 2;
+		cmd->argv[0] = "SELECT";
+		cmd->argvlen[0] = 6;
+		cmd->argv[1] = dbbuf;
+		cmd->argvlen[1] = strlen(dbbuf);
+	}
+	if (ncmds > 0)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		char		why[256];
+
+		if (!TwoCacheRedisExec(c, ncmds, cmds, replies, (int) Max(left, 1),
+							   why, sizeof(why)))
+		{
+			snprintf(errbuf, errlen, "could not set up Redis connection to %s: %s",
+					 target, why);
+			redisFree(c);
+			return NULL;
+		}
+		for (i = 0; i < ncmds; i++)
+		{
+			if (replies[i]->type == REDIS_REPLY_ERROR)
+			{
+				snprintf(errbuf, errlen, "Redis at %s refused %s: %s", target,
+						 cmds[i].argv[0], replies[i]->str);
+				TwoCacheRedisFreeReplies(ncmds, replies);
+				redisFree(c);
+				return NULL;
+			}
+		}
+		TwoCacheRedisFreeReplies(ncmds, replies);
+	}
+	return c;
+}
+
+/* ----------------------------------------------------------------
+ * The backend's connection
+ * ----------------------------------------------------------------
+ */
+
+/* Is two-layer mode configured? */
+bool
+TwoCacheRedisEnabled(void)
+{
+	return twocache_redis_url != NULL && twocache_redis_url[0] != '\0';
+}
+
+static void
+drop_backend_conn(void)
+{
+	if (backend_conn != NULL)
+		redisFree(backend_conn);
+	backend_conn = NULL;
+	backend_conn_dirty = false;
+	if (backend_conn_url != NULL)
+		pfree(backend_conn_url);
+	backend_conn_url = NULL;
+}
+
+/*
+ * Record a failure of the backend's connection: drop it, count it, and
+ * skip Redis for twocache.redis_retry_interval.
+ */
+void
+TwoCacheRedisBackendFailed(const char *err)
+{
+	drop_backend_conn();
+	TwoCacheCount(TC_REDIS_ERRORS, 1);
+	backend_skip_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 twocache_redis_retry_interval);
+	ereport(DEBUG1,
+			(errmsg_internal("twocache: Redis unavailable for %d ms: %s",
+							 twocache_redis_retry_interval, err)));
+}
+
+/*
+ * The backend's connection, opened on first use and reopened when the
+ * settings changed or an exchange was interrupted.  NULL when in local mode,
+ * within the retry interval after a failure, or when connecting failed
+ * (which starts a retry interval); errbuf then says why.
+ */
+redisContext *
+TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
+{
+	if (!TwoCacheRedisEnabled())
+	{
+		drop_backend_conn();
+		snprintf(errbuf, errlen, "twocache.redis_url is not set");
+		return NULL;
+	}
+	if (backend_conn != NULL &&
+		(backend_conn_dirty || strcmp(backend_conn_url, twocache_redis_url) != 0))
+		drop_backend_conn();
+	if (backend_conn != NULL)
+		return backend_conn;
+
+	if (backend_skip_until != 0 && GetCurrentTimestamp() < backend_skip_until)
+	{
+		snprintf(errbuf, errlen, "Redis is skipped for twocache.redis_retry_interval after a failure");
+		return NULL;
+	}
+	backend_conn = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
+										errbuf, errlen);
+	if (backend_conn == NULL)
+	{
+		char		why[512];
+
+		strlcpy(why, errbuf, sizeof(why));
+		TwoCacheRedisBackendFailed(why);
+		return NULL;
+	}
+	backend_conn_url = MemoryContextStrdup(TopMemoryContext, twocache_redis_url);
+	backend_skip_until = 0;
+	return backend_conn;
+}
+
+/*
+ * Run a pipeline on the backend's connection.  Returns false (and starts a
+ * retry interval) if Redis is unavailable or fails; the caller treats that
+ * as a miss (reads) or applies locally and warns (writes).
+ */
+bool
+TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
+						 redisReply **replies, char *errbuf, size_t errlen)
+{
+	redisContext *c = TwoCacheRedisBackendConn(errbuf, errlen);
+	bool		ok;
+
+	if (c == NULL)
+		return false;
+	backend_conn_dirty = true;	/* until the exchange completes */
+	ok = TwoCacheRedisExec(c, ncmds, cmds, replies, twocache_redis_timeout,
+						   errbuf, errlen);
+	if (!ok)
+	{
+		char		why[512];
+
+		strlcpy(why, errbuf, sizeof(why));
+		TwoCacheRedisBackendFailed(why);
+		return false;
+	}
+	backend_conn_dirty = false;
+	return true;
+}
+
+/* Set up an argument of a command. */
+void
+TwoCacheRedisArg(TcRedisCommand *cmd, const char *arg, size_t len)
+{
+	Assert(cmd->argc < TC_REDIS_MAX_ARGS);
+	cmd->argv[cmd->argc] = arg;
+	cmd->argvlen[cmd->argc] = len;
+	cmd->argc++;
+}

@@ -1,0 +1,52 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.h
+ *	  hiredis glue: URLs, connections, bounded pipelined exchanges.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TWOCACHE_REDIS_H
+#define TWOCACHE_REDIS_H
+
+#include <hiredis/hiredis.h>
+
+#include "twocache.h"
+
+#define TC_REDIS_MAX_ARGS	12
+
+typedef struct TcRedisUrl
+{
+	bool		unix_socket;
+	char		host[256];
+	int			port;
+	char		path[MAXPGPATH];
+	char		user[128];
+	char		password[256];
+	int			db;
+} TcRedisUrl;
+
+typedef struct TcRedisCommand
+{
+	int			argc;
+	const char *argv[TC_REDIS_MAX_ARGS];
+	size_t		argvlen[TC_REDIS_MAX_ARGS];
+} TcRedisCommand;
+
+extern bool TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err);
+extern void TwoCacheRedisUrlTarget(const TcRedisUrl *u, char *buf, size_t len);
+extern redisContext *TwoCacheRedisConnect(const char *url, int timeout_ms,
+										  char *errbuf, size_t errlen);
+extern bool TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
+							  redisReply **replies, int timeout_ms,
+							  char *errbuf, size_t errlen);
+extern void TwoCacheRedisFreeReplies(int n, redisReply **replies);
+extern void TwoCacheRedisArg(TcRedisCommand *cmd, const char *arg, size_t len);
+
+/* the backend's own connection */
+extern bool TwoCacheRedisEnabled(void);
+extern redisContext *TwoCacheRedisBackendConn(char *errbuf, size_t errlen);
+extern bool TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
+									 redisReply **replies, char *errbuf, size_t errlen);
+extern void TwoCacheRedisBackendFailed(const char *err);
+
+#endif							/* TWOCACHE_REDIS_H */

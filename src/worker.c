@@ -1,0 +1,419 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The twocache background worker: Redis subscription and invalidation.
+ *
+ * One worker per server, started at consistent state so hot standbys run it
+ * too.  In two-layer mode it holds two Redis connections: a subscription to
+ * twocache.channel, on which it receives the invalidation messages of the
+ * other servers and drops their keys from L1 (fencing in-flight fills), and
+ * a command connection, pinged every second, which tells whether Redis is
+ * alive (a paused Redis leaves a subscription silent, not closed).  When
+ * either fails, both are dropped and the worker reconnects with capped
+ * exponential backoff; whenever the subscription is established it flushes
+ * L1, since messages may have been missed meanwhile.  SIGHUP reloads the
+ * settings and reconnects if the Redis ones changed.  In local mode it only
+ * waits for its latch.
+ *
+ * The worker connects to no database (it reads only the shared catalog
+ * pg_database, to turn the database name in a message into an OID).  It
+ * exits on SIGTERM through the standard die() handler and is restarted by
+ * the postmaster after bgw_restart_time; an ERROR in it is a FATAL exit and
+ * a restart, never a server crash.
+ *
+ * Locking: the worker state in shared memory is under its spinlock, taken
+ * only to copy fields in or out.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "message.h"
+#include "redis.h"
+#include "twocache.h"
+
+#define WORKER_PING_INTERVAL_MS		1000
+#define WORKER_BACKOFF_MIN_MS		100
+#define WORKER_BACKOFF_MAX_MS		10000
+
+typedef struct WorkerConn
+{
+	redisContext *sub;
+	redisContext *cmd;
+	char	   *url;			/* settings connected with */
+	char	   *channel;
+} WorkerConn;
+
+static bool ever_subscribed = false;
+
+/* Register the worker (from _PG_init, at preload). */
+void
+TwoCacheWorkerRegister(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = 2;
+	strlcpy(worker.bgw_library_name, "twocache", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "TwoCacheWorkerMain", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "twocache worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "twocache worker", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ----------------------------------------------------------------
+ * Shared state
+ * ----------------------------------------------------------------
+ */
+
+static void
+state_set(bool connected, bool subscribed)
+{
+	TwoCacheWorkerState *w = &twocache_shared->worker;
+
+	SpinLockAcquire(&w->mutex);
+	w->connected = connected;
+	w->subscribed = subscribed;
+	SpinLockRelease(&w->mutex);
+}
+
+static void
+state_error(const char *err)
+{
+	TwoCacheWorkerState *w = &twocache_shared->worker;
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&w->mutex);
+	strlcpy(w->last_error, err, sizeof(w->last_error));
+	w->last_error_at = now;
+	SpinLockRelease(&w->mutex);
+}
+
+static void
+worker_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
+{
+	TwoCacheWorkerState *w = &twocache_shared->worker;
+
+	SpinLockAcquire(&w->mutex);
+	w->pid = 0;
+	w->connected = false;
+	w->subscribed = false;
+	SpinLockRelease(&w->mutex);
+}
+
+/* ----------------------------------------------------------------
+ * Connections
+ * ----------------------------------------------------------------
+ */
+
+static void
+disconnect(WorkerConn *wc)
+{
+	if (wc->sub != NULL)
+		redisFree(wc->sub);
+	if (wc->cmd != NULL)
+		redisFree(wc->cmd);
+	wc->sub = NULL;
+	wc->cmd = NULL;
+	if (wc->url != NULL)
+		pfree(wc->url);
+	if (wc->channel != NULL)
+		pfree(wc->channel);
+	wc->url = NULL;
+	wc->channel = NULL;
+	state_set(false, false);
+}
+
+/*
+ * Open both connections and subscribe.  On success flush L1 (messages may
+ * have been missed while unsubscribed) and return true.
+ */
+static bool
+connect_and_subscribe(WorkerConn *wc)
+{
+	char		err[512];
+	TcRedisCommand cmd;
+	redisReply *reply = NULL;
+	uint64		flushed;
+
+	wc->cmd = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
+								   err, sizeof(err));
+	if (wc->cmd == NULL)
+		goto fail;
+	wc->sub = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
+								   err, sizeof(err));
+	if (wc->sub == NULL)
+		goto fail;
+
+	cmd.argc = 0;
+	TwoCacheRedisArg(&cmd, "SUBSCRIBE", 9);
+	TwoCacheRedisArg(&cmd, twocache_channel, strlen(twocache_channel));
+	if (!TwoCacheRedisExec(wc->sub, 1, &cmd, &reply, twocache_redis_timeout,
+						   err, sizeof(err)))
+		goto fail;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+		reply->element[0]->type != REDIS_REPLY_STRING ||
+		strcmp(reply->element[0]->str, "subscribe") != 0)
+	{
+		snprintf(err, sizeof(err), "unexpected reply to SUBSCRIBE");
+		freeReplyObject(reply);
+		goto fail;
+	}
+	freeReplyObject(reply);
+
+	wc->url = MemoryContextStrdup(TopMemoryContext, twocache_redis_url);
+	wc->channel = MemoryContextStrdup(TopMemoryContext, twocache_channel);
+
+	flushed = TwoCacheFlushLocal();
+	pg_atomic_fetch_add_u64(&twocache_shared->local_flushes, 1);
+	state_set(true, true);
+	if (ever_subscribed)
+	{
+		TwoCacheWorkerState *w = &twocache_shared->worker;
+
+		SpinLockAcquire(&w->mutex);
+		w->reconnects++;
+		SpinLockRelease(&w->mutex);
+	}
+	ever_subscribed = true;
+	ereport(LOG,
+			(errmsg("twocache worker subscribed to Redis channel \"%s\"; flushed %llu local cache entries",
+					twocache_channel, (unsigned long long) flushed)));
+	return true;
+
+fail:
+	state_error(err);
+	ereport(LOG, (errmsg("twocache worker: %s", err)));
+	disconnect(wc);
+	return false;
+}
+
+/* ----------------------------------------------------------------
+ * Messages
+ * ----------------------------------------------------------------
+ */
+
+/* Database OID of a name in a message; InvalidOid if there is none. */
+static Oid
+database_oid(const char *dbname)
+{
+	Oid			oid;
+
+	StartTransactionCommand();
+	oid = get_database_oid(dbname, true);
+	CommitTransactionCommand();
+	return oid;
+}
+
+/* Apply one invalidation message from another server. */
+static void
+apply_message(const char *data, size_t len)
+{
+	TcMessage	msg;
+	ArcKey		key;
+	Oid			dbid = InvalidOid;
+
+	if (!TwoCacheMessageDecode(data, (int) len, &msg))
+	{
+		ereport(DEBUG1, (errmsg_internal("twocache worker: ignoring a malformed message")));
+		return;
+	}
+	if (strcmp(msg.instance_id, twocache_shared->instance_id) == 0)
+		return;					/* our own */
+	if (!msg.cluster_scope)
+	{
+		dbid = database_oid(msg.dbname);
+		if (!OidIsValid(dbid))
+			return;				/* no such database here */
+	}
+	TwoCacheKeyInit(&key, dbid, msg.key, msg.keylen);
+	(void) TwoCacheLocalDelete(&key);
+	TwoCacheCount(TC_INVALIDATIONS_RECEIVED, 1);
+}
+
+/*
+ * Read what the subscription has for us and apply every message.  Returns
+ * false if the connection failed.
+ */
+static bool
+drain_subscription(WorkerConn *wc)
+{
+	if (redisBufferRead(wc->sub) != REDIS_OK)
+	{
+		state_error(wc->sub->errstr[0] ? wc->sub->errstr : "subscription connection lost");
+		return false;
+	}
+	for (;;)
+	{
+		void	   *r = NULL;
+		redisReply *reply;
+
+		if (redisGetReplyFromReader(wc->sub, &r) != REDIS_OK)
+		{
+			state_error("invalid reply on the subscription connection");
+			return false;
+		}
+		if (r == NULL)
+			return true;
+		reply = (redisReply *) r;
+		if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+			reply->element[0]->type == REDIS_REPLY_STRING &&
+			strcmp(reply->element[0]->str, "message") == 0 &&
+			reply->element[2]->type == REDIS_REPLY_STRING)
+			apply_message(reply->element[2]->str, reply->element[2]->len);
+		freeReplyObject(reply);
+	}
+}
+
+static bool
+ping(WorkerConn *wc)
+{
+	TcRedisCommand cmd;
+	redisReply *reply = NULL;
+	char		err[512];
+	bool		ok;
+
+	cmd.argc = 0;
+	TwoCacheRedisArg(&cmd, "PING", 4);
+	if (!TwoCacheRedisExec(wc->cmd, 1, &cmd, &reply, twocache_redis_timeout,
+						   err, sizeof(err)))
+	{
+		state_error(err);
+		return false;
+	}
+	ok = reply->type != REDIS_REPLY_ERROR;
+	if (!ok)
+		state_error(reply->str);
+	freeReplyObject(reply);
+	return ok;
+}
+
+/* ----------------------------------------------------------------
+ * Main loop
+ * ----------------------------------------------------------------
+ */
+
+void
+TwoCacheWorkerMain(Datum arg pg_attribute_unused())
+{
+	WorkerConn	wc = {0};
+	MemoryContext loop_cxt;
+	TimestampTz next_connect = 0;
+	TimestampTz next_ping = 0;
+	int			backoff = WORKER_BACKOFF_MIN_MS;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	SpinLockAcquire(&twocache_shared->worker.mutex);
+	twocache_shared->worker.pid = MyProcPid;
+	SpinLockRelease(&twocache_shared->worker.mutex);
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "twocache worker",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout;
+		int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+		int			rc;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(loop_cxt);
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (wc.sub != NULL &&
+				(strcmp(wc.url, twocache_redis_url) != 0 ||
+				 strcmp(wc.channel, twocache_channel) != 0))
+			{
+				disconnect(&wc);
+				next_connect = 0;
+				backoff = WORKER_BACKOFF_MIN_MS;
+			}
+		}
+
+		now = GetCurrentTimestamp();
+		if (!TwoCacheRedisEnabled())
+		{
+			if (wc.sub != NULL)
+				disconnect(&wc);
+		}
+		else if (wc.sub == NULL && now >= next_connect)
+		{
+			if (connect_and_subscribe(&wc))
+			{
+				backoff = WORKER_BACKOFF_MIN_MS;
+				next_ping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														WORKER_PING_INTERVAL_MS);
+			}
+			else
+			{
+				next_connect = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff);
+				backoff = Min(backoff * 2, WORKER_BACKOFF_MAX_MS);
+			}
+		}
+		else if (wc.sub != NULL && now >= next_ping)
+		{
+			if (!ping(&wc))
+			{
+				ereport(LOG, (errmsg("twocache worker: lost Redis; reconnecting")));
+				disconnect(&wc);
+				next_connect = 0;
+			}
+			else
+				next_ping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														WORKER_PING_INTERVAL_MS);
+		}
+
+		/* sleep until a message, the next ping or connect, or the latch */
+		now = GetCurrentTimestamp();
+		if (!TwoCacheRedisEnabled())
+			timeout = -1;
+		else if (wc.sub != NULL)
+		{
+			events |= WL_SOCKET_READABLE;
+			timeout = Max(TimestampDifferenceMilliseconds(now, next_ping), 1);
+		}
+		else
+			timeout = Max(TimestampDifferenceMilliseconds(now, next_connect), 1);
+		if (timeout < 0)
+			events &= ~WL_TIMEOUT;
+
+		rc = WaitLatchOrSocket(MyLatch, events,
+							   wc.sub != NULL ? wc.sub->fd : PGINVALID_SOCKET,
+							   timeout, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		if ((rc & WL_SOCKET_READABLE) && wc.sub != NULL && !drain_subscription(&wc))
+		{
+			ereport(LOG, (errmsg("twocache worker: lost the Redis subscription; reconnecting")));
+			disconnect(&wc);
+			next_connect = 0;
+		}
+
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(loop_cxt);
+	}
+}

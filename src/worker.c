@@ -246,13 +246,14 @@ apply_message(const char *data, size_t len)
 }
 
 /*
- * Read what the subscription has for us and apply every message.  Returns
+ * Apply every message the subscription has for us: those already parsed
+ * into hiredis's buffer and, if read_socket, what the socket has.  Returns
  * false if the connection failed.
  */
 static bool
-drain_subscription(WorkerConn *wc)
+drain_subscription(WorkerConn *wc, bool read_socket)
 {
-	if (redisBufferRead(wc->sub) != REDIS_OK)
+	if (read_socket && redisBufferRead(wc->sub) != REDIS_OK)
 	{
 		state_error(wc->sub->errstr[0] ? wc->sub->errstr : "subscription connection lost");
 		return false;
@@ -364,6 +365,12 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 		{
 			if (connect_and_subscribe(&wc))
 			{
+				/* messages may have arrived with the SUBSCRIBE reply */
+				if (!drain_subscription(&wc, false))
+				{
+					disconnect(&wc);
+					next_connect = 0;
+				}
 				backoff = WORKER_BACKOFF_MIN_MS;
 				next_ping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														WORKER_PING_INTERVAL_MS);
@@ -406,7 +413,7 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 							   timeout, PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
-		if ((rc & WL_SOCKET_READABLE) && wc.sub != NULL && !drain_subscription(&wc))
+		if ((rc & WL_SOCKET_READABLE) && wc.sub != NULL && !drain_subscription(&wc, true))
 		{
 			ereport(LOG, (errmsg("twocache worker: lost the Redis subscription; reconnecting")));
 			disconnect(&wc);

@@ -590,8 +590,8 @@ TwoCacheSet(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 
 /*
  * Delete key from L1 and, unless local_only, from L2 with a message to the
- * other servers; inside a transaction block the delete is applied again
- * after commit.  Returns whether the key existed in either layer.
+ * other servers; inside a transaction block, or in a transaction that has
+ * written, the delete is applied again after commit.  Returns whether the key existed in either layer.
  */
 bool
 TwoCacheDel(const ArcKey *key, bool local_only)
@@ -606,7 +606,12 @@ TwoCacheDel(const ArcKey *key, bool local_only)
 		ereport(WARNING,
 				(errmsg("could not delete cache key from Redis; it was deleted from the local cache only"),
 				 errdetail("%s", err)));
-	if (IsTransactionBlock())
+	/*
+	 * Delete again after commit if the transaction may commit a change the
+	 * key depends on later than now: inside a transaction block, or when it
+	 * has written already (a function that updates and deletes).
+	 */
+	if (IsTransactionBlock() || TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		L2RememberDelete(key);
 	return existed || l2_existed;
 }

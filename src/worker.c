@@ -28,8 +28,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
+#include "utils/fmgroids.h"
+#include "utils/relcache.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -55,8 +61,6 @@ typedef struct WorkerConn
 	char	   *url;			/* settings connected with */
 	char	   *channel;
 } WorkerConn;
-
-static bool ever_subscribed = false;
 
 /* Register the worker (from _PG_init, at preload). */
 void
@@ -179,9 +183,9 @@ connect_and_subscribe(WorkerConn *wc)
 	wc->channel = MemoryContextStrdup(TopMemoryContext, twocache_channel);
 
 	flushed = TwoCacheFlushLocal();
-	pg_atomic_fetch_add_u64(&twocache_shared->local_flushes, 1);
-	state_set(true, true);
-	if (ever_subscribed)
+
+	/* every subscription after the first since server start is a reconnect */
+	if (pg_atomic_fetch_add_u64(&twocache_shared->local_flushes, 1) > 0)
 	{
 		TwoCacheWorkerState *w = &twocache_shared->worker;
 
@@ -189,7 +193,7 @@ connect_and_subscribe(WorkerConn *wc)
 		w->reconnects++;
 		SpinLockRelease(&w->mutex);
 	}
-	ever_subscribed = true;
+	state_set(true, true);
 	ereport(LOG,
 			(errmsg("twocache worker subscribed to Redis channel \"%s\"; flushed %llu local cache entries",
 					twocache_channel, (unsigned long long) flushed)));
@@ -207,14 +211,33 @@ fail:
  * ----------------------------------------------------------------
  */
 
-/* Database OID of a name in a message; InvalidOid if there is none. */
+/*
+ * Database OID of a name in a message; InvalidOid if there is none.  The
+ * worker is connected to no database, so it reads the shared catalog
+ * pg_database as GetDatabaseTuple() in postinit.c does: through the name
+ * index only once the shared relcache entries are built (they are not
+ * after a server start, before any backend connected), else by a heap scan.
+ */
 static Oid
 database_oid(const char *dbname)
 {
-	Oid			oid;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tuple;
+	Oid			oid = InvalidOid;
 
 	StartTransactionCommand();
-	oid = get_database_oid(dbname, true);
+	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(dbname));
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, DatabaseNameIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		oid = ((Form_pg_database) GETSTRUCT(tuple))->oid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return oid;
 }

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# twocache demo: start a throwaway PostgreSQL server with twocache preloaded
-# (local mode, no Redis), fill a table of orders, and compare a reporting
-# query run directly with the same query read through twocache_get().
+# twocache demo, in two parts.
+#
+# 1. Local mode: start a throwaway PostgreSQL server with twocache preloaded
+#    (no Redis), fill a table of orders, and compare a reporting query run
+#    directly with the same query read through twocache_get().
+# 2. Two-layer mode, when redis-server is installed: start a private Redis on
+#    a free loopback port and a second throwaway server, point both servers at
+#    that Redis, and show a value written on one being read, replaced and
+#    deleted as seen from the other.
 #
 # Usage: bench/demo.sh          (PG_CONFIG selects the server; default pg_config)
 #
 # The extension must already be installed (make demo does that).  initdb and
-# postgres refuse to run as root: when called as root, the server and psql run
-# as the unprivileged account $TWOCACHE_DEMO_USER (default postgres).  The
-# server and its temporary directory are removed on exit, error or Ctrl-C.
+# postgres refuse to run as root: when called as root, the servers, Redis and
+# psql run as the unprivileged account $TWOCACHE_DEMO_USER (default postgres).
+# The servers listen on unix sockets in the demo's temporary directory only,
+# Redis on 127.0.0.1 only.  Everything started is stopped by its data
+# directory or pid (never by name), and the temporary directory removed, on
+# exit, error or Ctrl-C.
 set -euo pipefail
 
 PG_CONFIG=${PG_CONFIG:-pg_config}
@@ -16,7 +25,8 @@ ROWS=${TWOCACHE_DEMO_ROWS:-1500000}
 CUSTOMERS=${TWOCACHE_DEMO_CUSTOMERS:-20000}
 HITS=1000
 DIRECT_RUNS=5
-PORT=54329
+PORT=54329		# server A (the unix socket is in the demo's own directory)
+PORT_B=54330		# server B, in a directory of its own too
 
 if ! bindir=$("$PG_CONFIG" --bindir 2>/dev/null); then
 	echo "demo: cannot run \"$PG_CONFIG --bindir\" (set PG_CONFIG)" >&2
@@ -46,21 +56,63 @@ fi
 
 tmp=
 started=
+started_b=
+redis_pid=
+waiter_pid=
 
-# Stop the server (by its data directory, never by name) and remove tmp.
+# The last lines of a log, on a failure.
+show_log()
+{
+	if [ -s "$2" ]; then
+		echo "demo: last lines of the $1 log ($2):" >&2
+		tail -n 15 "$2" >&2 || true
+	fi
+}
+
+# Stop our Redis by its pid (checking that the pid is still a redis-server),
+# politely first.
+stop_redis()
+{
+	local i
+
+	[ -n "$redis_pid" ] || return 0
+	if [ "$(cat "/proc/$redis_pid/comm" 2>/dev/null)" = redis-server ]; then
+		kill -TERM "$redis_pid" 2>/dev/null || true
+		for i in $(seq 50); do
+			kill -0 "$redis_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$redis_pid" 2>/dev/null || true
+	fi
+	wait "$redis_pid" 2>/dev/null || true
+	redis_pid=
+}
+
+# Stop the servers (by their data directories) and Redis (by its pid), never
+# by name, and remove tmp.
 cleanup()
 {
 	local rc=$?
 
 	trap - EXIT INT TERM
 	[ -n "$tmp" ] || exit $rc
-	if [ $rc -ne 0 ] && [ $rc -ne 130 ] && [ $rc -ne 143 ] && [ -s "$log" ]; then
-		echo "demo: failed; last lines of the server log:" >&2
-		tail -n 15 "$log" >&2 || true
+	if [ $rc -ne 0 ] && [ $rc -ne 130 ] && [ $rc -ne 143 ]; then
+		echo "demo: failed" >&2
+		show_log "server A" "$log"
+		show_log "server B" "$log_b"
+		show_log "Redis" "$redis_log"
+	fi
+	if [ -n "$waiter_pid" ]; then
+		kill "$waiter_pid" 2>/dev/null || true
+		wait "$waiter_pid" 2>/dev/null || true
+	fi
+	if [ -n "$started_b" ]; then
+		${as[@]+"${as[@]}"} "$bindir/pg_ctl" stop -D "$data_b" -m fast -w >/dev/null 2>&1 || true
 	fi
 	if [ -n "$started" ]; then
 		${as[@]+"${as[@]}"} "$bindir/pg_ctl" stop -D "$data" -m fast -w >/dev/null 2>&1 || true
 	fi
+	stop_redis
 	cd /
 	rm -rf "$tmp"
 	exit $rc
@@ -72,6 +124,9 @@ trap 'exit 143' TERM
 tmp=$(mktemp -d "$tmpbase/twocache-demo.XXXXXX")
 data=$tmp/data
 log=$tmp/server.log
+data_b=$tmp/b/data
+log_b=$tmp/b/server.log
+redis_log=$tmp/redis/redis.log
 
 if [ ${#as[@]} -gt 0 ]; then
 	chown "$user" "$tmp"
@@ -89,6 +144,12 @@ run_psql()
 scalar()
 {
 	run_psql -A -t "$@"
+}
+
+fail()
+{
+	echo "demo: $*" >&2
+	exit 1
 }
 
 echo "twocache demo: starting a throwaway PostgreSQL server in $tmp"
@@ -231,4 +292,301 @@ echo "Mode (twocache_status(); 'local' = shared-memory cache only, no Redis):"
 run_psql -P footer=off <<'EOF'
 SELECT mode, instance_id, redis_connected FROM twocache_status();
 EOF
-echo "Stopping the demo server and removing $tmp."
+
+# ---------------------------------------------------------------------------
+# Part 2: two-layer mode, two servers sharing one Redis.
+# ---------------------------------------------------------------------------
+
+redis_server=$(command -v redis-server 2>/dev/null || true)
+redis_cli=$(command -v redis-cli 2>/dev/null || true)
+if [ -z "$redis_server" ] || [ -z "$redis_cli" ]; then
+	echo "Two-layer mode: skipped (redis-server/redis-cli not installed; 'make deps' installs them)."
+	echo "Stopping the demo server and removing $tmp."
+	exit 0
+fi
+
+# psql against server B; extra arguments are passed on.
+run_psql_b()
+{
+	${as[@]+"${as[@]}"} "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$tmp/b" -p "$PORT_B" -U "$dbuser" -d postgres "$@"
+}
+
+scalar_b()
+{
+	run_psql_b -A -t "$@"
+}
+
+# redis-cli against our Redis.
+rcli()
+{
+	"$redis_cli" -h 127.0.0.1 -p "$redis_port" "$@"
+}
+
+# Start redis-server in the foreground of a background job (so that $! is
+# its pid: setpriv execs, it does not fork) on a free loopback port.  A port
+# that turns out to be taken makes redis-server exit: try another.
+start_redis()
+{
+	local try i port
+	local -a redis_as=()
+
+	if [ ${#as[@]} -gt 0 ]; then
+		redis_as=(setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups --)
+	fi
+	mkdir "$tmp/redis"
+	[ ${#as[@]} -eq 0 ] || chown "$user" "$tmp/redis"
+	for try in $(seq 10); do
+		port=$((20000 + RANDOM % 30000))
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			continue			# something listens there
+		fi
+		rm -f "$tmp/redis/redis.pid"
+		${redis_as[@]+"${redis_as[@]}"} "$redis_server" \
+			--bind 127.0.0.1 --port "$port" --protected-mode yes \
+			--save '' --appendonly no --daemonize no \
+			--dir "$tmp/redis" --logfile "$redis_log" \
+			--pidfile "$tmp/redis/redis.pid" </dev/null >/dev/null 2>&1 &
+		redis_pid=$!
+		# The pid file is written once the port is bound.
+		for i in $(seq 50); do
+			if ! kill -0 "$redis_pid" 2>/dev/null; then
+				break			# exited: the port was taken
+			fi
+			if [ -s "$tmp/redis/redis.pid" ] &&
+				[ "$("$redis_cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+				redis_port=$port
+				return 0
+			fi
+			sleep 0.1
+		done
+		if kill -0 "$redis_pid" 2>/dev/null; then
+			fail "redis-server did not answer within 5 s"
+		fi
+		wait "$redis_pid" 2>/dev/null || true
+		redis_pid=
+	done
+	fail "could not start redis-server on a free loopback port"
+}
+
+# Wait (at most $1 seconds) until both workers report a Redis subscription.
+wait_subscribed()
+{
+	local i a b
+
+	for i in $(seq $(($1 * 10))); do
+		a=$(scalar <<<"SELECT subscribed FROM twocache_status();")
+		b=$(scalar_b <<<"SELECT subscribed FROM twocache_status();")
+		if [ "$a" = t ] && [ "$b" = t ]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "demo: twocache_status() after $1 s:" >&2
+	run_psql -P footer=off <<<"SELECT 'A' AS server, * FROM twocache_status();" >&2 || true
+	run_psql_b -P footer=off <<<"SELECT 'B' AS server, * FROM twocache_status();" >&2 || true
+	fail "the twocache workers did not subscribe to Redis within $1 s"
+}
+
+# One counter of a server's twocache_stats: counter a|b column.
+counter()
+{
+	if [ "$1" = a ]; then
+		scalar <<<"SELECT $2 FROM twocache_stats;"
+	else
+		scalar_b <<<"SELECT $2 FROM twocache_stats;"
+	fi
+}
+
+# Check one value: expect what got description.
+expect()
+{
+	if [ "$2" != "$1" ]; then
+		fail "expected $3 to be '$1', got '$2'"
+	fi
+}
+
+# Change the key on server A with the SELECT in $2 (a twocache_set or
+# twocache_del call, without a semicolon) while server B waits, in one
+# session, for its L1 copy of key $1 to be dropped by the invalidation
+# message.  Sets change_ms to the time in ms from just before A's call to B
+# seeing its copy gone, both read with clock_timestamp() inside the servers.
+change_on_a_and_time_b()
+{
+	local key=$1 sql=$2 i t0 t1 resident
+
+	resident=$(scalar_b -v k="$key" <<<"SELECT :'k' IN (SELECT * FROM twocache_local_keys());")
+	expect t "$resident" "'$key' resident in B's L1 before the change"
+	scalar_b -v k="$key" >"$tmp/b/waiter.out" 2>&1 \
+		<<<"SET application_name = 'twocache-demo-waiter'; SELECT demo_wait_dropped(:'k', 5000);" &
+	waiter_pid=$!
+	for i in $(seq 50); do
+		if [ "$(scalar_b <<<"SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'twocache-demo-waiter' AND state = 'active'
+			  AND query LIKE 'SELECT demo_wait_dropped%';")" = 1 ]; then
+			break
+		fi
+		sleep 0.1
+	done
+	# One session on A: the timestamp, then the call (its result in a variable).
+	t0=$(scalar <<EOF
+SELECT clock_timestamp() AS t0 \gset
+$sql \gset
+\echo :t0
+EOF
+)
+	if ! wait "$waiter_pid"; then
+		waiter_pid=
+		cat "$tmp/b/waiter.out" >&2
+		fail "server B's wait for the invalidation failed"
+	fi
+	waiter_pid=
+	t1=$(cat "$tmp/b/waiter.out")
+	if [ -z "$t1" ]; then
+		fail "server B still had its L1 copy of '$key' 5 s after server A's change"
+	fi
+	change_ms=$(scalar -v t0="$t0" -v t1="$t1" <<<"SELECT round((extract(epoch FROM :'t1'::timestamptz - :'t0'::timestamptz) * 1000)::numeric, 1);")
+}
+
+echo "=== Two-layer mode: two servers sharing one Redis ==="
+echo
+start_redis
+redis_url="redis://127.0.0.1:$redis_port"
+
+mkdir "$tmp/b"
+[ ${#as[@]} -eq 0 ] || chown "$user" "$tmp/b"
+${as[@]+"${as[@]}"} "$bindir/initdb" -D "$data_b" -U "$dbuser" -A trust -E UTF8 --no-locale >/dev/null
+cat >>"$data_b/postgresql.conf" <<EOF
+
+# twocache demo, server B
+shared_preload_libraries = 'twocache'
+twocache.redis_url = '$redis_url'
+listen_addresses = ''
+unix_socket_directories = '$tmp/b'
+port = $PORT_B
+shared_buffers = 32MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+started_b=1
+${as[@]+"${as[@]}"} "$bindir/pg_ctl" start -D "$data_b" -l "$log_b" -w -t 60 >/dev/null
+run_psql_b <<'EOF'
+CREATE EXTENSION twocache;
+
+-- Wait (at most timeout_ms) until key k is no longer resident in this
+-- server's L1; return the time it was seen gone, or NULL on timeout.
+CREATE FUNCTION demo_wait_dropped(k text, timeout_ms int)
+RETURNS timestamptz
+LANGUAGE plpgsql AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout_ms * interval '1 ms';
+BEGIN
+	LOOP
+		IF k NOT IN (SELECT * FROM twocache_local_keys()) THEN
+			RETURN clock_timestamp();
+		END IF;
+		IF clock_timestamp() > deadline THEN
+			RETURN NULL;
+		END IF;
+		PERFORM pg_sleep(0.001);
+	END LOOP;
+END
+$$;
+EOF
+
+echo "Started a private redis-server on 127.0.0.1:$redis_port (no persistence), and a"
+echo "second throwaway PostgreSQL server, B, in $tmp/b.  The first"
+echo "server is called A from now on.  Both get twocache.redis_url = '$redis_url'"
+echo "(B in its postgresql.conf; A by ALTER SYSTEM and pg_reload_conf())."
+
+# Server A: the URL is a sighup setting; its worker connects on reload.
+run_psql -v url="$redis_url" <<'EOF'
+ALTER SYSTEM SET twocache.redis_url = :'url';
+SELECT pg_reload_conf() \gset
+EOF
+wait_subscribed 15
+# Start both servers' counters from zero for what follows.
+scalar <<<"SELECT twocache_stats_reset();" >/dev/null
+scalar_b <<<"SELECT twocache_stats_reset();" >/dev/null
+
+cat <<'EOF'
+Both background workers are subscribed to Redis (twocache_status().subscribed).
+On subscribing, a worker flushes its server's L1, since it may have missed
+messages: server A's cached report is gone.  Counters are reset on both.
+EOF
+echo "Redis keys are 'db:<database>:<key>'; values are stored as 'v' + the value."
+
+echo
+echo "--- 1. A caches a value; B reads it from Redis without running its fetch query"
+a_set=$(scalar <<<"SELECT twocache_set('greeting', 'hello from A');")
+expect t "$a_set" "A's twocache_set"
+echo "  A: SELECT twocache_set('greeting', 'hello from A');                  -> $a_set"
+echo "  Redis now holds: db:postgres:greeting = '$(rcli GET db:postgres:greeting)'"
+b_get=$(scalar_b <<<"SELECT twocache_get('greeting', 'SELECT ''fetched on B''');")
+expect "hello from A" "$b_get" "B's first read"
+echo "  B: SELECT twocache_get('greeting', 'SELECT ''fetched on B''');        -> $b_get"
+b_fetches=$(counter b fetches)
+b_l2=$(counter b l2_hits)
+expect 0 "$b_fetches" "B's fetches"
+expect 1 "$b_l2" "B's l2_hits"
+echo "  B's counters: fetches = $b_fetches (its fetch query did not run), l2_hits = $b_l2."
+echo "  B also keeps the value in its own L1 now, so its next reads are shared-memory hits."
+
+echo
+echo "--- 2. A writes a new value; B's copy is invalidated and its next read changes"
+change_on_a_and_time_b greeting "SELECT twocache_set('greeting', 'hello again from A')"
+echo "  A: SELECT twocache_set('greeting', 'hello again from A');"
+echo "  B's L1 copy was dropped by the invalidation message $change_ms ms after A's call"
+echo "  (measured inside the servers: A's clock_timestamp() before its call, B's when"
+echo "  a loop polling twocache_local_keys() saw the key gone)."
+b_get=$(scalar_b <<<"SELECT twocache_get('greeting', 'SELECT ''fetched on B''');")
+expect "hello again from A" "$b_get" "B's read after A's twocache_set"
+echo "  B: SELECT twocache_get('greeting', 'SELECT ''fetched on B''');        -> $b_get"
+
+echo
+echo "--- 3. A deletes the key; B's next read finds nothing and runs its fetch query"
+change_on_a_and_time_b greeting "SELECT twocache_del('greeting')"
+echo "  A: SELECT twocache_del('greeting');   (removes it from A's L1 and from Redis)"
+echo "  B's L1 copy was dropped $change_ms ms after A's call."
+before=$(counter b fetches)
+b_get=$(scalar_b <<<"SELECT twocache_get('greeting', 'SELECT ''fetched on B''');")
+expect "fetched on B" "$b_get" "B's read after A's twocache_del"
+after=$(counter b fetches)
+expect $((before + 1)) "$after" "B's fetches after its read"
+echo "  B: SELECT twocache_get('greeting', 'SELECT ''fetched on B''');        -> $b_get"
+echo "  B's fetches went from $before to $after.  B stored what it fetched in Redis too,"
+a_get=$(scalar <<<"SELECT twocache_get('greeting');")
+expect "fetched on B" "$a_get" "A's read of B's fetched value"
+echo "  so A now reads it from there:"
+echo "  A: SELECT twocache_get('greeting');                                   -> $a_get"
+
+echo
+echo "--- 4. Both servers' counters and status"
+printf '\n  %-24s  %8s  %8s\n' "twocache_stats" "A" "B"
+printf '  %-24s  %8s  %8s\n' "------------------------" "--------" "--------"
+for c in l1_hits l1_misses l2_hits l2_misses fetches invalidations_sent invalidations_received redis_errors; do
+	printf '  %-24s  %8s  %8s\n' "$c" "$(counter a "$c")" "$(counter b "$c")"
+done
+expect 3 "$(counter a invalidations_sent)" "A's invalidations_sent"
+expect 3 "$(counter b invalidations_received)" "B's invalidations_received"
+cat <<'EOF'
+
+  A sent one invalidation message per write (two twocache_set, one twocache_del);
+  B's worker received all three and dropped its copy when it had one.  B's two
+  reads of A's values were Redis hits (l2_hits); its read after the delete missed
+  both layers and ran its fetch.  A's last read was a Redis hit.
+
+EOF
+status_cols="mode, instance_id, redis_connected, subscribed, local_flushes"
+echo "  twocache_status() ('two-layer' = L1 plus Redis; local_flushes counts the"
+echo "  L1 flushes made on (re)subscribing):"
+{
+	run_psql -P footer=off <<<"SELECT 'A' AS server, $status_cols FROM twocache_status();"
+	run_psql_b -P footer=off -P tuples_only=on <<<"SELECT 'B' AS server, $status_cols FROM twocache_status();"
+} | sed -e '/^ *$/d' -e 's/^/  /'
+for s in "$(scalar <<<"SELECT mode, subscribed FROM twocache_status();")" \
+	"$(scalar_b <<<"SELECT mode, subscribed FROM twocache_status();")"; do
+	expect "two-layer|t" "$s" "twocache_status() mode|subscribed"
+done
+echo
+echo "Stopping both servers and Redis, and removing $tmp."

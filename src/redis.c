@@ -240,6 +240,39 @@ TwoCacheRedisUrlTarget(const TcRedisUrl *u, char *buf, size_t len)
  */
 
 /*
+ * One WaitEventSet (latch, postmaster death, socket) is kept for the socket
+ * waited on last, so a Redis exchange costs epoll_wait calls rather than
+ * setting up and tearing down an epoll instance per wait.  It must be
+ * dropped before its socket is closed: TwoCacheRedisFree does that.
+ */
+static WaitEventSet *wait_set = NULL;
+static int	wait_set_fd = PGINVALID_SOCKET;
+static int	wait_set_events = 0;
+static int	wait_set_pos = -1;
+
+static void
+drop_wait_set(void)
+{
+	if (wait_set != NULL)
+		FreeWaitEventSet(wait_set);
+	wait_set = NULL;
+	wait_set_fd = PGINVALID_SOCKET;
+	wait_set_events = 0;
+	wait_set_pos = -1;
+}
+
+/* Free a connection (and the wait set of its socket). */
+void
+TwoCacheRedisFree(redisContext *c)
+{
+	if (c == NULL)
+		return;
+	if (c->fd == wait_set_fd)
+		drop_wait_set();
+	redisFree(c);
+}
+
+/*
  * Wait until fd is ready for events (WL_SOCKET_*), the deadline passes
  * (false) or an interrupt is raised (ERROR as usual, from
  * CHECK_FOR_INTERRUPTS; callers mark their connection dirty first).
@@ -247,23 +280,38 @@ TwoCacheRedisUrlTarget(const TcRedisUrl *u, char *buf, size_t len)
 static bool
 wait_socket(int fd, int events, TimestampTz deadline)
 {
+	if (wait_set == NULL || wait_set_fd != fd)
+	{
+		drop_wait_set();
+		wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+		AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		wait_set_pos = AddWaitEventToSet(wait_set, events, fd, NULL, NULL);
+		wait_set_fd = fd;
+		wait_set_events = events;
+	}
+	else if (wait_set_events != events)
+	{
+		ModifyWaitEvent(wait_set, wait_set_pos, events, NULL);
+		wait_set_events = events;
+	}
+
 	for (;;)
 	{
 		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 															  deadline);
-		int			rc;
+		WaitEvent	event;
 
 		if (timeout <= 0)
 			return false;
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
-							   fd, timeout, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
+		if (WaitEventSetWait(wait_set, timeout, &event, 1, PG_WAIT_EXTENSION) == 0)
+			continue;			/* timed out: the loop checks the deadline */
+		if (event.events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (rc & events)
+		if (event.events & events)
 			return true;
 	}
 }
@@ -405,7 +453,7 @@ TwoCacheRedisConnect(const char *url, int timeout_ms, char *errbuf, size_t errle
 	if (c->err != 0)
 	{
 		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target, c->errstr);
-		redisFree(c);
+		TwoCacheRedisFree(c);
 		return NULL;
 	}
 
@@ -413,14 +461,14 @@ TwoCacheRedisConnect(const char *url, int timeout_ms, char *errbuf, size_t errle
 	if (!wait_socket(c->fd, WL_SOCKET_WRITEABLE, deadline))
 	{
 		snprintf(errbuf, errlen, "could not connect to Redis at %s: timed out", target);
-		redisFree(c);
+		TwoCacheRedisFree(c);
 		return NULL;
 	}
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &sockerr, &optlen) < 0 || sockerr != 0)
 	{
 		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target,
 				 strerror(sockerr != 0 ? sockerr : errno));
-		redisFree(c);
+		TwoCacheRedisFree(c);
 		return NULL;
 	}
 
@@ -461,7 +509,7 @@ TwoCacheRedisConnect(const char *url, int timeout_ms, char *errbuf, size_t errle
 		{
 			snprintf(errbuf, errlen, "could not set up Redis connection to %s: %s",
 					 target, why);
-			redisFree(c);
+			TwoCacheRedisFree(c);
 			return NULL;
 		}
 		for (i = 0; i < ncmds; i++)
@@ -471,7 +519,7 @@ TwoCacheRedisConnect(const char *url, int timeout_ms, char *errbuf, size_t errle
 				snprintf(errbuf, errlen, "Redis at %s refused %s: %s", target,
 						 cmds[i].argv[0], replies[i]->str);
 				TwoCacheRedisFreeReplies(ncmds, replies);
-				redisFree(c);
+				TwoCacheRedisFree(c);
 				return NULL;
 			}
 		}
@@ -496,7 +544,7 @@ static void
 drop_backend_conn(void)
 {
 	if (backend_conn != NULL)
-		redisFree(backend_conn);
+		TwoCacheRedisFree(backend_conn);
 	backend_conn = NULL;
 	backend_conn_dirty = false;
 	if (backend_conn_url != NULL)

@@ -40,6 +40,7 @@ extern bool TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *
 							  redisReply **replies, int timeout_ms,
 							  char *errbuf, size_t errlen);
 extern void TwoCacheRedisFreeReplies(int n, redisReply **replies);
+extern void TwoCacheRedisFree(redisContext *c);
 extern void TwoCacheRedisArg(TcRedisCommand *cmd, const char *arg, size_t len);
 
 /* the backend's own connection */

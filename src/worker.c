@@ -128,9 +128,9 @@ static void
 disconnect(WorkerConn *wc)
 {
 	if (wc->sub != NULL)
-		redisFree(wc->sub);
+		TwoCacheRedisFree(wc->sub);
 	if (wc->cmd != NULL)
-		redisFree(wc->cmd);
+		TwoCacheRedisFree(wc->cmd);
 	wc->sub = NULL;
 	wc->cmd = NULL;
 	if (wc->url != NULL)

@@ -34,7 +34,9 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/relcache.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -242,6 +244,51 @@ database_oid(const char *dbname)
 	return oid;
 }
 
+/*
+ * Database OIDs by name, so a message costs no catalog access.  Only names
+ * found are cached: a database created later is looked up when its first
+ * message arrives.  A stale entry (a database renamed or dropped since)
+ * can only drop keys that are not there or are harmlessly refetched.
+ */
+typedef struct DbNameEntry
+{
+	NameData	name;			/* hash key */
+	Oid			oid;
+} DbNameEntry;
+
+static HTAB *dbname_cache = NULL;
+
+static Oid
+database_oid_cached(const char *dbname)
+{
+	DbNameEntry *entry;
+	NameData	name;
+	bool		found;
+	Oid			oid;
+
+	if (dbname_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(DbNameEntry);
+		dbname_cache = hash_create("twocache worker database names", 64, &ctl,
+								   HASH_ELEM | HASH_STRINGS);
+	}
+	namestrcpy(&name, dbname);
+	entry = hash_search(dbname_cache, NameStr(name), HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->oid;
+
+	oid = database_oid(dbname);
+	if (OidIsValid(oid))
+	{
+		entry = hash_search(dbname_cache, NameStr(name), HASH_ENTER, &found);
+		entry->oid = oid;
+	}
+	return oid;
+}
+
 /* Apply one invalidation message from another server. */
 static void
 apply_message(const char *data, size_t len)
@@ -259,7 +306,7 @@ apply_message(const char *data, size_t len)
 		return;					/* our own */
 	if (!msg.cluster_scope)
 	{
-		dbid = database_oid(msg.dbname);
+		dbid = database_oid_cached(msg.dbname);
 		if (!OidIsValid(dbid))
 			return;				/* no such database here */
 	}

@@ -508,6 +508,7 @@ twocache_stats(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[STATS_COLS];
 	bool		isnull[STATS_COLS] = {0};
+	uint64		totals[TC_NUM_COUNTERS];
 	int64		entries = 0,
 				bytes_used = 0,
 				bytes_total = 0,
@@ -520,8 +521,9 @@ twocache_stats(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	TwoCacheCountersRead(totals);
 	for (i = 0; i < TC_NUM_COUNTERS; i++)
-		values[col++] = Int64GetDatum((int64) pg_atomic_read_u64(&twocache_shared->counters[i]));
+		values[col++] = Int64GetDatum((int64) totals[i]);
 
 	for (i = 0; i < twocache_shared->npartitions; i++)
 	{
@@ -557,11 +559,8 @@ twocache_stats(PG_FUNCTION_ARGS)
 Datum
 twocache_stats_reset(PG_FUNCTION_ARGS)
 {
-	int			i;
-
 	TwoCacheRequireShmem();
-	for (i = 0; i < TC_NUM_COUNTERS; i++)
-		pg_atomic_write_u64(&twocache_shared->counters[i], 0);
+	TwoCacheCountersReset();
 	pg_atomic_write_u64(&twocache_shared->stats_reset, (uint64) GetCurrentTimestamp());
 	PG_RETURN_VOID();
 }

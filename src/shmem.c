@@ -17,7 +17,9 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "access/twophase.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -52,6 +54,13 @@ partition_capacity(int npart, int i)
 	return twocache_max_entries / npart + (i < twocache_max_entries % npart ? 1 : 0);
 }
 
+/* One counter slot per PGPROC. */
+static int
+counter_slots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
 static Size
 directory_size(int capacity)
 {
@@ -66,6 +75,8 @@ main_size(int npart, Size *arena_offset)
 	Size		size;
 
 	size = MAXALIGN(sizeof(TwoCacheShared));
+	size = add_size(size, PG_CACHE_LINE_SIZE);
+	size = add_size(size, mul_size(counter_slots(), sizeof(TwoCacheBackendCounters)));
 	size = add_size(size, MAXALIGN(mul_size(npart, sizeof(ArcPartition))));
 	size = add_size(size, MAXALIGN(FlightShmemSize()));
 	*arena_offset = size;
@@ -144,12 +155,20 @@ twocache_shmem_startup(void)
 		twocache_shared->max_entries = twocache_max_entries;
 		twocache_shared->arena_bytes = arena_total;
 		make_instance_id(twocache_shared->instance_id);
-		for (i = 0; i < TC_NUM_COUNTERS; i++)
-			pg_atomic_init_u64(&twocache_shared->counters[i], 0);
+		SpinLockInit(&twocache_shared->stats_mutex);
+		memset(twocache_shared->reset_base, 0, sizeof(twocache_shared->reset_base));
 		pg_atomic_init_u64(&twocache_shared->stats_reset,
 						   (uint64) GetCurrentTimestamp());
 		pg_atomic_init_u64(&twocache_shared->local_flushes, 0);
 		SpinLockInit(&twocache_shared->worker.mutex);
+
+		p = (char *) TYPEALIGN(PG_CACHE_LINE_SIZE, p);
+		twocache_shared->backend_counters = (TwoCacheBackendCounters *) p;
+		twocache_shared->ncounter_slots = counter_slots();
+		for (i = 0; i < twocache_shared->ncounter_slots * TC_NUM_COUNTERS; i++)
+			pg_atomic_init_u64(&twocache_shared->backend_counters[i / TC_NUM_COUNTERS].c[i % TC_NUM_COUNTERS], 0);
+		p += mul_size(counter_slots(), sizeof(TwoCacheBackendCounters));
+		p = (char *) MAXALIGN(p);
 
 		twocache_shared->partitions = (ArcPartition *) p;
 		p += MAXALIGN(mul_size(npart, sizeof(ArcPartition)));
@@ -190,6 +209,39 @@ TwoCacheShmemInit(void)
 	shmem_request_hook = twocache_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = twocache_shmem_startup;
+}
+
+/* Sum every backend's counters, less the values at the last reset. */
+void
+TwoCacheCountersRead(uint64 *totals)
+{
+	int			i,
+				c;
+
+	memset(totals, 0, sizeof(uint64) * TC_NUM_COUNTERS);
+	for (i = 0; i < twocache_shared->ncounter_slots; i++)
+		for (c = 0; c < TC_NUM_COUNTERS; c++)
+			totals[c] += pg_atomic_read_u64(&twocache_shared->backend_counters[i].c[c]);
+	SpinLockAcquire(&twocache_shared->stats_mutex);
+	for (c = 0; c < TC_NUM_COUNTERS; c++)
+		totals[c] -= Min(totals[c], twocache_shared->reset_base[c]);
+	SpinLockRelease(&twocache_shared->stats_mutex);
+}
+
+/* Make the current sums the new zero. */
+void
+TwoCacheCountersReset(void)
+{
+	uint64		sums[TC_NUM_COUNTERS] = {0};
+	int			i,
+				c;
+
+	for (i = 0; i < twocache_shared->ncounter_slots; i++)
+		for (c = 0; c < TC_NUM_COUNTERS; c++)
+			sums[c] += pg_atomic_read_u64(&twocache_shared->backend_counters[i].c[c]);
+	SpinLockAcquire(&twocache_shared->stats_mutex);
+	memcpy(twocache_shared->reset_base, sums, sizeof(sums));
+	SpinLockRelease(&twocache_shared->stats_mutex);
 }
 
 /* Raise 55000 unless twocache was preloaded and its shared memory exists. */

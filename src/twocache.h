@@ -20,6 +20,7 @@
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/spin.h"
 #include "utils/hsearch.h"
 
@@ -97,6 +98,17 @@ typedef struct TwoCacheWorkerState
 } TwoCacheWorkerState;
 
 /*
+ * Counters of one backend.  Each backend adds only to its own slot (indexed
+ * by pgprocno), without a locked instruction and without sharing a cache
+ * line; readers sum the slots.  Slots outlive their backends, so sums never
+ * go back; a reset records the current sums as the new zero.
+ */
+typedef struct TwoCacheBackendCounters
+{
+	pg_atomic_uint64 c[TC_NUM_COUNTERS];
+} TwoCacheBackendCounters;
+
+/*
  * The one shared struct.  Partitions, flight slots and the arena follow it
  * in the same allocation (see shmem.c for the layout).
  */
@@ -107,7 +119,10 @@ typedef struct TwoCacheShared
 	Size		arena_bytes;	/* twocache.memory, summed over partitions */
 	char		instance_id[TWOCACHE_MAX_INSTANCE_ID + 1];
 
-	pg_atomic_uint64 counters[TC_NUM_COUNTERS];
+	TwoCacheBackendCounters *backend_counters;	/* [ncounter_slots] */
+	int			ncounter_slots;
+	slock_t		stats_mutex;	/* protects reset_base */
+	uint64		reset_base[TC_NUM_COUNTERS];
 	pg_atomic_uint64 stats_reset;	/* TimestampTz of the last reset */
 	pg_atomic_uint64 local_flushes;
 	TwoCacheWorkerState worker;
@@ -118,10 +133,13 @@ typedef struct TwoCacheShared
 
 extern TwoCacheShared *twocache_shared;
 
+/* Add n to counter c of this backend (no lock, no locked instruction). */
 static inline void
 TwoCacheCount(TwoCacheCounter c, uint64 n)
 {
-	pg_atomic_fetch_add_u64(&twocache_shared->counters[c], n);
+	pg_atomic_uint64 *p = &twocache_shared->backend_counters[MyProc->pgprocno].c[c];
+
+	pg_atomic_write_u64(p, pg_atomic_read_u64(p) + n);
 }
 
 /* twocache.c */
@@ -129,6 +147,8 @@ extern void TwoCacheDefineGucs(void);
 
 /* shmem.c */
 extern void TwoCacheShmemInit(void);
+extern void TwoCacheCountersRead(uint64 *totals);
+extern void TwoCacheCountersReset(void);
 extern void TwoCacheRequireShmem(void);
 extern HTAB *TwoCachePartitionHash(int partno);
 

@@ -137,32 +137,49 @@ sub check_after
 	return $s;
 }
 
-# ---------------------------------------------------------------------
-# 1. The filler is terminated: a waiter takes over.
-# ---------------------------------------------------------------------
+# Start a filler of $key whose fetch sleeps for 300 s and three waiters on
+# it, whose own fetch would return 'fast'; check the flight while they wait.
+sub start_slow_flight
 {
-	my $label = 'filler terminated';
+	my ($label, $key) = @_;
 	$node->safe_psql('postgres', 'SELECT twocache_stats_reset()');
 
 	my $filler = start_psql('tc_filler',
-		q{SELECT twocache_get('k', 'SELECT pg_sleep(300)::text || ''slow''')});
+		"SELECT twocache_get('$key', 'SELECT pg_sleep(300)::text || ''slow''')");
 	wait_for_filler('PgSleep', 'sleeping in its fetch');
-	my @waiters = start_waiters('k', q{SELECT ''fast''});
+	my @waiters = start_waiters($key, q{SELECT ''fast''});
 	wait_for_waiters(3, 'wait for the filler');
 	check_waiting($label);
+	return ($filler, @waiters);
+}
 
-	my $t0 = time;
-	is( $node->safe_psql('postgres',
-			'SELECT pg_terminate_backend(' . pid_of('tc_filler') . ')'),
-		't', "$label: pg_terminate_backend");
-
+# The filler was stopped at $t0 by a $what: every waiter finishes promptly
+# with the value of the one that took over the fetch.
+sub waiters_took_over
+{
+	my ($label, $t0, $what, @waiters) = @_;
 	foreach my $w (@waiters)
 	{
 		my $rc = wait_psql($w, $t0 + $PROMPT);
 		is($rc, 0, "$label: $w->{name} finished within $PROMPT s");
 		is($w->{out}, 'fast', "$label: $w->{name} got the takeover's value");
 	}
-	note sprintf("%s: waiters done %.2f s after the termination", $label, time - $t0);
+	note sprintf("%s: waiters done %.2f s after the %s", $label, time - $t0, $what);
+	return;
+}
+
+# ---------------------------------------------------------------------
+# 1. The filler is terminated: a waiter takes over.
+# ---------------------------------------------------------------------
+{
+	my $label = 'filler terminated';
+	my ($filler, @waiters) = start_slow_flight($label, 'k');
+
+	my $t0 = time;
+	is( $node->safe_psql('postgres',
+			'SELECT pg_terminate_backend(' . pid_of('tc_filler') . ')'),
+		't', "$label: pg_terminate_backend");
+	waiters_took_over($label, $t0, 'termination', @waiters);
 
 	isnt(wait_psql($filler, $t0 + $PROMPT), 0, "$label: filler's psql failed");
 	like($filler->{err}, qr/57P01|terminating connection due to administrator command/,
@@ -178,14 +195,7 @@ sub check_after
 # ---------------------------------------------------------------------
 {
 	my $label = 'filler cancelled';
-	$node->safe_psql('postgres', 'SELECT twocache_stats_reset()');
-
-	my $filler = start_psql('tc_filler',
-		q{SELECT twocache_get('k2', 'SELECT pg_sleep(300)::text || ''slow''')});
-	wait_for_filler('PgSleep', 'sleeping in its fetch');
-	my @waiters = start_waiters('k2', q{SELECT ''fast''});
-	wait_for_waiters(3, 'wait for the filler');
-	check_waiting($label);
+	my ($filler, @waiters) = start_slow_flight($label, 'k2');
 
 	my $t0 = time;
 	is( $node->safe_psql('postgres',
@@ -198,13 +208,7 @@ sub check_after
 	like($filler->{err}, qr/twocache fetch for key "k2"/,
 		"$label: the error's context names the key");
 
-	foreach my $w (@waiters)
-	{
-		my $rc = wait_psql($w, $t0 + $PROMPT);
-		is($rc, 0, "$label: $w->{name} finished within $PROMPT s");
-		is($w->{out}, 'fast', "$label: $w->{name} got the takeover's value");
-	}
-	note sprintf("%s: waiters done %.2f s after the cancel", $label, time - $t0);
+	waiters_took_over($label, $t0, 'cancel', @waiters);
 
 	my $s = check_after($label, 'k2', 'fast', 2);
 	is($s->{fetch_errors}, 1, "$label: the cancelled fetch is a fetch error");

@@ -12,34 +12,12 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use TwoCacheRedis;
+use TwoCacheTest;
 
 my $redis = TwoCacheRedis->new(unixsocket => 1);
 
-sub start_node
-{
-	my ($name, $conf, $url) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(extra => [ '--encoding=UTF8', '--locale=C' ]);
-	$node->append_conf(
-		'postgresql.conf', qq{
-twocache.redis_url = '@{[ $url // $redis->url ]}'
-twocache.redis_timeout = '200ms'
-twocache.redis_retry_interval = '500ms'
-$conf
-});
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION twocache');
-	return $node;
-}
-
-# poll_query_until with a deadline of about $secs seconds instead of the
-# default 180, for waits that have a known bound.
-sub poll
-{
-	my ($node, $sql, $expected, $secs, $db) = @_;
-	local $PostgreSQL::Test::Utils::timeout_default = $secs // 30;
-	return $node->poll_query_until($db // 'postgres', $sql, $expected // 't');
-}
+# The key tests need UTF-8.
+my @UTF8 = (extra => [ '--encoding=UTF8', '--locale=C' ]);
 
 my @COUNTERS = qw(l1_hits l1_misses l2_hits l2_misses negative_hits fetches
   invalidations_sent invalidations_received redis_errors);
@@ -70,17 +48,8 @@ sub wait_received
 	return poll($node, "SELECT invalidations_received >= $n FROM twocache_stats");
 }
 
-# Whether the L1 of $node holds a live value for the key given as an SQL
-# expression.
-sub in_l1
-{
-	my ($node, $keyexpr, $db) = @_;
-	return $node->safe_psql($db // 'postgres',
-		"SELECT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = $keyexpr)");
-}
-
-my $node1 = start_node('node1', "twocache.instance_id = 'node-one'");
-my $node2 = start_node('node2', '');
+my $node1 = l2_node('node1', $redis, @UTF8, conf => "twocache.instance_id = 'node-one'");
+my $node2 = l2_node('node2', $redis, @UTF8);
 
 # ---------------------------------------------------------------------
 # Status
@@ -130,7 +99,7 @@ like($id2, qr/^[0-9a-f]{16}$/, 'node2: a generated 16-hex-digit instance_id');
 	is($d2->{fetches}, 0, 'node2: no fetch');
 	is($d2->{l1_misses}, 1, 'node2: an L1 miss');
 	is($d2->{l2_hits}, 1, 'node2: an L2 hit');
-	is(in_l1($node2, "'rt'"), 't', 'node2: the value is now in L1');
+	is(in_l1($node2, 'rt'), 't', 'node2: the value is now in L1');
 
 	$s2 = stats($node2);
 	is($node2->safe_psql('postgres', q{SELECT twocache_get('rt')}), 'v1',
@@ -150,7 +119,7 @@ like($id2, qr/^[0-9a-f]{16}$/, 'node2: a generated 16-hex-digit instance_id');
 	is($redis->cli('GET', 'db:postgres:rt'), 'vv2', 'node1: set wrote L2');
 	ok(wait_received($node2, $s2->{invalidations_received} + 1),
 		"node2: received node1's message");
-	is(in_l1($node2, "'rt'"), 'f', "node2: the set dropped its L1 copy");
+	is(in_l1($node2, 'rt'), 'f', "node2: the set dropped its L1 copy");
 	is(delta($node2, $s2)->{invalidations_received}, 1, 'node2: one message received');
 	is(delta($node1, $s1)->{invalidations_sent}, 1, 'node1: one message sent');
 
@@ -170,7 +139,7 @@ like($id2, qr/^[0-9a-f]{16}$/, 'node2: a generated 16-hex-digit instance_id');
 		"node1: received node2's marker");
 	is(delta($node1, $s1)->{invalidations_received}, 1,
 		'node1: only the marker was applied, not its own message');
-	is(in_l1($node1, "'rt'"), 't', 'node1: keeps its own new value in L1');
+	is(in_l1($node1, 'rt'), 't', 'node1: keeps its own new value in L1');
 	$s1 = stats($node1);
 	is($node1->safe_psql('postgres', q{SELECT twocache_get('rt')}), 'v2',
 		'node1: reads its new value');
@@ -181,11 +150,11 @@ like($id2, qr/^[0-9a-f]{16}$/, 'node2: a generated 16-hex-digit instance_id');
 # A del on node1 drops node2's L1 copy
 # ---------------------------------------------------------------------
 {
-	is(in_l1($node2, "'rt'"), 't', 'node2: has rt in L1');
+	is(in_l1($node2, 'rt'), 't', 'node2: has rt in L1');
 	my $s2 = stats($node2);
 	is($node1->safe_psql('postgres', q{SELECT twocache_del('rt')}), 't', 'node1: del');
 	is($redis->cli('EXISTS', 'db:postgres:rt'), '0', 'node1: del removed the key from L2');
-	ok(poll($node2, q{SELECT NOT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = 'rt')}),
+	ok(poll($node2, not_in_l1_sql('rt')),
 		'node2: the del dropped its L1 copy');
 	is($node2->safe_psql('postgres', q{SELECT twocache_get('rt') IS NULL}), 't',
 		'node2: the key is gone');
@@ -225,7 +194,7 @@ SELECT wait_event = 'advisory' FROM pg_stat_activity WHERE application_name = 't
 	is($out, "slow\n", "node2: the fetch returns its value") or diag $err;
 	is($node2->safe_psql('postgres', 'SELECT stale_fills_rejected FROM twocache_stats'),
 		$rej0 + 1, 'node2: the fill was rejected as stale');
-	is(in_l1($node2, "'fence'"), 'f', 'node2: nothing stored in L1');
+	is(in_l1($node2, 'fence'), 'f', 'node2: nothing stored in L1');
 	is($redis->cli('EXISTS', 'db:postgres:fence'), '0', 'nothing stored in L2');
 	$ctl->quit;
 }
@@ -389,10 +358,7 @@ FROM twocache_entries() WHERE key = 'ttlk'}),
 
 	# Make the L2 copy immortal: the L1 copy still expires on time.
 	is($redis->cli('PERSIST', 'db:postgres:ttlk'), '1', 'PERSIST the L2 copy');
-	ok( poll($node2,
-			q{SELECT NOT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = 'ttlk')},
-			't', 15),
-		'node2: the L1 copy expired');
+	ok(poll($node2, not_in_l1_sql('ttlk'), 't', 15), 'node2: the L1 copy expired');
 	$s2 = stats($node2);
 	is($node2->safe_psql('postgres', q{SELECT twocache_get('ttlk')}), 'tv',
 		'node2: reads the key again');
@@ -428,7 +394,7 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 	ok( poll($node2,
 			"SELECT invalidations_received > $s2->{invalidations_received} FROM twocache_stats"),
 		"node2: node1's message arrived");
-	is(in_l1($node2, "'oi'"), 'f', 'node2: oi is not in its L1');
+	is(in_l1($node2, 'oi'), 'f', 'node2: oi is not in its L1');
 	is($node2->safe_psql('postgres', q{SELECT twocache_set('oi', 'b', NULL, 'absent')}),
 		'f', "node2: set 'absent' does not write a key present in L2");
 	is($redis->cli('GET', 'db:postgres:oi'), 'va', 'L2 unchanged');
@@ -439,7 +405,7 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 	is($node1->safe_psql('postgres', q{SELECT twocache_get('oi')}), 'a', 'node1: oi in L1');
 	is($node2->safe_psql('postgres', q{SELECT twocache_set('oi', 'c', NULL, 'present')}),
 		't', "node2: set 'present' writes a key present in L2");
-	ok(poll($node1, q{SELECT NOT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = 'oi')}),
+	ok(poll($node1, not_in_l1_sql('oi')),
 		"node1: node2's conditional set dropped its L1 copy");
 	is($node1->safe_psql('postgres', q{SELECT twocache_get('oi')}), 'c', 'node1: reads the new value');
 
@@ -448,7 +414,7 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 	ok( poll($node2,
 			"SELECT invalidations_received > $s2->{invalidations_received} FROM twocache_stats"),
 		"node2: node1's message arrived");
-	is(in_l1($node2, "'l2only'"), 'f', 'node2: l2only is not in its L1');
+	is(in_l1($node2, 'l2only'), 'f', 'node2: l2only is not in its L1');
 	is($node2->safe_psql('postgres', q{SELECT twocache_exists('l2only')}), 't',
 		'node2: twocache_exists sees a key only in L2');
 	my $ttl = $node2->safe_psql('postgres', q{SELECT twocache_ttl('l2only')});
@@ -491,7 +457,7 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 	my $r0 = $node2->safe_psql('postgres', 'SELECT invalidations_received FROM twocache_stats');
 	is($publish->($message->(id => 'elsewhere', key => 'crafted')), 2,
 		'a crafted message reaches both workers');
-	ok(poll($node2, q{SELECT NOT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = 'crafted')}),
+	ok(poll($node2, not_in_l1_sql('crafted')),
 		'node2: a message in the documented format drops the key');
 
 	my $keep = 'keep';
@@ -515,8 +481,8 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 	$publish->($_) foreach @bad;
 	$publish->($message->(id => 'elsewhere', key => 'sentinel'));
 	ok(wait_received($node2, $r0 + 2), 'node2: the worker went on past the malformed messages');
-	is(in_l1($node2, "'sentinel'"), 'f', 'node2: and applied the valid one after them');
-	is(in_l1($node2, "'keep'"), 't',
+	is(in_l1($node2, 'sentinel'), 'f', 'node2: and applied the valid one after them');
+	is(in_l1($node2, 'keep'), 't',
 		"node2: malformed messages, its own and other databases' were ignored");
 	is($node2->safe_psql('postgres', 'SELECT invalidations_received FROM twocache_stats'),
 		$r0 + 2, 'node2: only the two valid messages counted');
@@ -570,21 +536,19 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 		'cluster scope: <key_prefix>cluster:<key>');
 	is($node2->safe_psql('other', q{SELECT twocache_get('ck')}), 'cv',
 		'node2: another database reads the cluster-scope key');
-	is(in_l1($node2, "'ck'", 'other'), 't', 'node2: now in its L1');
+	is(in_l1($node2, 'ck', 'other'), 't', 'node2: now in its L1');
 	is($node1->safe_psql($db, q{SELECT twocache_del('ck')}), 't',
 		'node1: del from yet another database');
 	is($redis->cli('EXISTS', 'app1:cluster:ck'), '0', 'the key is gone from L2');
-	ok( poll($node2,
-			q{SELECT NOT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = 'ck')},
-			't', 30, 'other'),
+	ok(poll($node2, not_in_l1_sql('ck'), 't', 30, 'other'),
 		"node2: the cluster-scope message dropped its L1 copy");
 }
 
 # ---------------------------------------------------------------------
 # Other URL forms: unix:///path, and a database number
 # ---------------------------------------------------------------------
-my $node3 = start_node('node3', '', $redis->unix_url);
-my $node4 = start_node('node4', '', $redis->url(db => 3));
+my $node3 = l2_node('node3', $redis->unix_url, @UTF8);
+my $node4 = l2_node('node4', $redis->url(db => 3), @UTF8);
 foreach my $node ($node3, $node4)
 {
 	ok(poll($node, 'SELECT subscribed AND redis_connected FROM twocache_status()'),
@@ -610,11 +574,7 @@ foreach my $node ($node1, $node2)
 		'two-layer|t|0', $node->name . ': still subscribed, never reconnected');
 	is($node->safe_psql('postgres', 'SELECT worker_pid FROM twocache_status()'),
 		$worker_pid{ $node->name }, $node->name . ': the same worker throughout');
-	my $log = slurp_file($node->logfile);
-	my @bad = grep { /terminated by signal|server process .* was terminated/ } split /\n/, $log;
-	ok(!@bad, $node->name . ': no process crashed') or diag join("\n", @bad);
-	@bad = grep { /twocache worker|FATAL|PANIC/ && /exited|FATAL|PANIC/ } split /\n/, $log;
-	ok(!@bad, $node->name . ': the worker never exited') or diag join("\n", @bad);
+	no_crash_in_log($node);
 }
 
 $node1->stop;

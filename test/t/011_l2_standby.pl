@@ -10,50 +10,15 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use TwoCacheRedis;
+use TwoCacheTest;
 
 my $redis = TwoCacheRedis->new;
 
-# poll_query_until with a deadline of about $secs seconds.
-sub poll
-{
-	my ($node, $sql, $expected, $secs) = @_;
-	local $PostgreSQL::Test::Utils::timeout_default = $secs // 30;
-	return $node->poll_query_until('postgres', $sql, $expected // 't');
-}
-
-sub counter
-{
-	my ($node, $col) = @_;
-	return $node->safe_psql('postgres', "SELECT $col FROM twocache_stats");
-}
-
-sub in_l1
-{
-	my ($node, $key) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = '$key')");
-}
-
-sub not_in_l1_sql
-{
-	my ($key) = @_;
-	return "SELECT NOT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = '$key')";
-}
-
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
 # instance_id stays empty: each server generates its own at start, so a
 # standby made from a copy of the primary does not share the primary's.
-$primary->append_conf(
-	'postgresql.conf', qq{
-twocache.redis_url = '@{[ $redis->url ]}'
-twocache.redis_timeout = '200ms'
-twocache.redis_retry_interval = '500ms'
-});
-$primary->start;
+my $primary = l2_node('primary', $redis, allows_streaming => 1);
 $primary->safe_psql(
 	'postgres', q{
-CREATE EXTENSION twocache;
 CREATE TABLE src (id int PRIMARY KEY, v text);
 INSERT INTO src VALUES (1, 'one'), (2, 'two');
 });
@@ -194,14 +159,7 @@ is($standby->safe_psql('postgres', 'SELECT worker_pid FROM twocache_status()'),
 	$standby_worker, 'standby: the same worker throughout');
 is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't',
 	'the standby is still in recovery');
-foreach my $node ($primary, $standby)
-{
-	my $log = slurp_file($node->logfile);
-	my @bad = grep { /terminated by signal|server process .* was terminated/ } split /\n/, $log;
-	ok(!@bad, $node->name . ': no process crashed') or diag join("\n", @bad);
-	@bad = grep { /twocache worker|FATAL|PANIC/ && /exited|FATAL|PANIC/ } split /\n/, $log;
-	ok(!@bad, $node->name . ': the worker never exited') or diag join("\n", @bad);
-}
+no_crash_in_log($_) foreach ($primary, $standby);
 
 $standby->stop;
 $primary->stop;

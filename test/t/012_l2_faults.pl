@@ -14,28 +14,21 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use TwoCacheRedis;
+use TwoCacheTest;
 
 # twocache.redis_timeout is 200ms: no call may take longer than this (ms).
 my $BOUND = 1000;
 
 my $redis = TwoCacheRedis->new;
 
+# A node subscribed to $r, with timed(): run a query, return its (first)
+# value and how long it took.
 sub start_node
 {
 	my ($name, $r) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf(
-		'postgresql.conf', qq{
-twocache.redis_url = '@{[ $r->url ]}'
-twocache.redis_timeout = '200ms'
-twocache.redis_retry_interval = '500ms'
-});
-	$node->start;
+	my $node = l2_node($name, $r, wait_subscribed => 1);
 	$node->safe_psql(
 		'postgres', q{
-CREATE EXTENSION twocache;
--- run a query, return its (first) value and how long it took
 CREATE FUNCTION timed(q text, OUT result text, OUT ms int)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -46,23 +39,7 @@ BEGIN
 END
 $$;
 });
-	ok(poll($node, 'SELECT subscribed FROM twocache_status()'), "$name: subscribed");
 	return $node;
-}
-
-# poll_query_until with a deadline of about $secs seconds.
-sub poll
-{
-	my ($node, $sql, $expected, $secs) = @_;
-	local $PostgreSQL::Test::Utils::timeout_default = $secs // 30;
-	return $node->poll_query_until('postgres', $sql, $expected // 't');
-}
-
-sub in_l1
-{
-	my ($node, $key) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = '$key')");
 }
 
 sub status
@@ -361,7 +338,7 @@ ok(poll($node, 'SELECT subscribed AND redis_connected FROM twocache_status()'),
 	# it applies messages
 	is($node->safe_psql('postgres', q{SELECT twocache_get('wk')}), '1', 'wk read again');
 	is($peer->safe_psql('postgres', q{SELECT twocache_set('wk', '2')}), 't', 'peer: set wk');
-	ok( poll($node, q{SELECT NOT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = 'wk')}),
+	ok(poll($node, not_in_l1_sql('wk')),
 		"the new worker applied peer's message");
 }
 
@@ -395,7 +372,7 @@ ok(poll($node, 'SELECT subscribed AND redis_connected FROM twocache_status()'),
 	$node->safe_psql('postgres', q{SELECT twocache_local_set('hup', 'x')});
 	is($peer_b->safe_psql('postgres', q{SELECT twocache_set('hup', 'y')}), 't',
 		'peer_b: set hup on the new Redis');
-	ok( poll($node, q{SELECT NOT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = 'hup')}),
+	ok(poll($node, not_in_l1_sql('hup')),
 		"reload: the message from the new Redis was applied");
 	is($node->safe_psql('postgres', q{SELECT twocache_get('hup')}), 'y',
 		'reload: reads from the new Redis');

@@ -13,44 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use TwoCacheRedis;
-
-sub start_node
-{
-	my ($name, $url, $conf) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf(
-		'postgresql.conf', qq{
-twocache.redis_url = '$url'
-twocache.redis_timeout = '200ms'
-twocache.redis_retry_interval = '500ms'
-@{[ $conf // '' ]}
-});
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION twocache');
-	return $node;
-}
-
-# poll_query_until with a deadline of about $secs seconds.
-sub poll
-{
-	my ($node, $sql, $expected, $secs) = @_;
-	local $PostgreSQL::Test::Utils::timeout_default = $secs // 30;
-	return $node->poll_query_until('postgres', $sql, $expected // 't');
-}
-
-sub counter
-{
-	my ($node, $col) = @_;
-	return $node->safe_psql('postgres', "SELECT $col FROM twocache_stats");
-}
-
-sub in_l1
-{
-	my ($node, $key) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT EXISTS (SELECT 1 FROM twocache_local_keys() k WHERE k = '$key')");
-}
+use TwoCacheTest;
 
 my $FETCH = q{'SELECT v FROM src WHERE id = 1'};
 
@@ -81,13 +44,9 @@ sub worker_never_exited
 # Commit-aware delete
 # =====================================================================
 my $redis = TwoCacheRedis->new;
-my $node1 = start_node('node1', $redis->url);
-my $node2 = start_node('node2', $redis->url);
-foreach my $node ($node1, $node2)
-{
-	ok(poll($node, 'SELECT subscribed FROM twocache_status()'), $node->name . ': subscribed');
-	remember_worker($node);
-}
+my $node1 = l2_node('node1', $redis, wait_subscribed => 1);
+my $node2 = l2_node('node2', $redis, wait_subscribed => 1);
+remember_worker($_) foreach ($node1, $node2);
 $node1->safe_psql(
 	'postgres', q{
 CREATE TABLE src (id int PRIMARY KEY, v text);
@@ -184,8 +143,8 @@ my $rs = TwoCacheRedis->new(password => $PW);
 
 # The URL is in postgresql.conf before start (a reload would make
 # PostgreSQL itself log the new value).
-my $node3 = start_node('secret', $rs->url, 'log_min_messages = debug1');
-my $node4 = start_node('wrongpw', $rs->url(password => $WRONG), 'log_min_messages = debug1');
+my $node3 = l2_node('secret', $rs, conf => 'log_min_messages = debug1');
+my $node4 = l2_node('wrongpw', $rs->url(password => $WRONG), conf => 'log_min_messages = debug1');
 like($rs->url, qr/:\Q$PW\E@/, 'the URL carries the password');
 
 ok(poll($node3, 'SELECT subscribed AND redis_connected FROM twocache_status()'),
@@ -287,9 +246,9 @@ sub as_reader
 my $USERPW = 'user-pw-77';
 is($rs->cli('ACL', 'SETUSER', 'tcuser', 'on', ">$USERPW", '~*', '&*', '+@all'), 'OK',
 	'ACL user tcuser created');
-my $node5 = start_node('acluser',
+my $node5 = l2_node('acluser',
 	'redis://tcuser:' . $USERPW . '@' . $rs->host . ':' . $rs->port,
-	'log_min_messages = debug1');
+	conf => 'log_min_messages = debug1');
 ok(poll($node5, 'SELECT subscribed AND redis_connected FROM twocache_status()'),
 	'ACL user: subscribed');
 remember_worker($node5);

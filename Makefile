@@ -71,3 +71,10 @@ test: deps
 demo: deps
 	@$(MAKE) --no-print-directory install-for-test
 	@PG_CONFIG=$(PG_CONFIG) $(CURDIR)/bench/demo.sh
+
+# Everything side by side on throwaway servers (its own Redis and memcached);
+# writes bench/results.md and bench/results.png.  Leaves nothing running.
+.PHONY: bench
+bench: deps
+	@$(MAKE) --no-print-directory install-for-test
+	@PG_CONFIG=$(PG_CONFIG) $(CURDIR)/bench/bench.sh

@@ -12,6 +12,9 @@ packages=(
 	postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl
+	memcached
+	postgresql-15-pgmemcache
+	gnuplot-nox
 )
 
 missing=()

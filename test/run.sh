@@ -6,8 +6,10 @@
 #   isolation  isolation specs (test/specs/, test/expected/)
 #   pgtap      pgTAP files (test/pgtap/*.sql) through pg_prove
 #   tap        TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster
+#   bench      bench/bench.sh --smoke: every benchmark section, tiny sizes,
+#              no timing asserted
 #
-# Usage: test/run.sh [suite ...]      (default: all four, in that order)
+# Usage: test/run.sh [suite ...]      (default: all five, in that order)
 # TAP_TESTS="test/t/010_x.pl ..." limits the TAP suite to those files.
 #
 # initdb and postgres refuse to run as root: when called as root, the tree is
@@ -46,7 +48,7 @@ conf="$root/test/twocache.conf"
 export PATH="$bindir:$PATH"
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(regress isolation pgtap tap)
+[ ${#suites[@]} -eq 0 ] && suites=(regress isolation pgtap tap bench)
 
 total_pass=0
 total_fail=0
@@ -170,12 +172,29 @@ run_tap()
 	fi
 }
 
+# The benchmark's smoke run: 1 passed or 1 failed, by its exit status.
+run_bench()
+{
+	local dir="$out/bench" rc pass=0 fail=0
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	echo "== bench (smoke)"
+	"$root/bench/bench.sh" --smoke --out "$dir" >"$dir/run.log" 2>&1
+	rc=$?
+	cat "$dir/run.log"
+	if [ $rc -eq 0 ]; then pass=1; else fail=1; fi
+	total_pass=$((total_pass + pass))
+	total_fail=$((total_fail + fail))
+	summary+=("$(printf '%-10s %3d passed, %d failed' bench "$pass" "$fail")")
+}
+
 for s in "${suites[@]}"; do
 	case $s in
 		regress) run_regress ;;
 		isolation) run_isolation ;;
 		pgtap) run_pgtap ;;
 		tap) run_tap ;;
+		bench) run_bench ;;
 		*) echo "unknown suite: $s" >&2; exit 2 ;;
 	esac
 done

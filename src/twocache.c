@@ -3,9 +3,9 @@
  * twocache.c
  *	  Module entry point and settings of twocache.
  *
- * _PG_init only composes: settings, shared memory, the background worker.  Everything needs
- * shared memory, so outside shared_preload_libraries nothing is installed
- * and every SQL function raises 55000 with a hint.
+ * _PG_init only composes: settings, shared memory, the background worker.
+ * Everything needs shared memory, so outside shared_preload_libraries
+ * nothing is installed and every SQL function raises 55000 with a hint.
  *
  *-------------------------------------------------------------------------
  */

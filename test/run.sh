@@ -80,44 +80,40 @@ count_prove()
 	summary+=("$(printf '%-10s %3d passed, %d failed' "$name" "$pass" "$fail")")
 }
 
-run_regress()
+# Run a pg_regress-style driver on a temporary instance of its own:
+# regress_suite NAME DRIVER INPUTDIR DBNAME TESTS...
+regress_suite()
 {
-	local dir="$out/regress" tests
+	local name=$1 driver=$2 inputdir=$3 dbname=$4 dir="$out/$1" rc
+	shift 4
 	rm -rf "$dir"
 	mkdir -p "$dir"
-	tests=$(sed -n 's/^REGRESS *= *//p' "$root/Makefile")
-	echo "== pg_regress: $tests"
-	(cd "$root" && "$pg_regress" --temp-instance="$dir/instance" \
-		--temp-config="$conf" --bindir="$bindir" --inputdir="$root" \
-		--outputdir="$dir" --dbname=contrib_regression \
-		--load-extension=twocache $tests) >"$dir/run.log" 2>&1
-	local rc=$?
+	echo "== $name: $*"
+	(cd "$root" && "$driver" --temp-instance="$dir/instance" \
+		--temp-config="$conf" --bindir="$bindir" --inputdir="$inputdir" \
+		--outputdir="$dir" --dbname="$dbname" \
+		--load-extension=twocache "$@") >"$dir/run.log" 2>&1
+	rc=$?
 	cat "$dir/run.log"
-	count_regress "$dir/run.log" regress
+	count_regress "$dir/run.log" "$name"
 	if [ $rc -ne 0 ]; then
 		[ -f "$dir/regression.diffs" ] && head -200 "$dir/regression.diffs"
 		[ "$(grep -cE '\.\.\. (ok|FAILED|failed)' "$dir/run.log")" -eq 0 ] && total_fail=$((total_fail + 1))
 	fi
 }
 
+run_regress()
+{
+	# shellcheck disable=SC2046
+	regress_suite regress "$pg_regress" "$root" contrib_regression \
+		$(sed -n 's/^REGRESS *= *//p' "$root/Makefile")
+}
+
 run_isolation()
 {
-	local dir="$out/isolation" specs
-	rm -rf "$dir"
-	mkdir -p "$dir"
-	specs=$(cd "$root/test/specs" && ls *.spec 2>/dev/null | sed 's/\.spec$//' | sort)
-	echo "== isolation: $specs"
-	(cd "$root" && "$pg_isolation_regress" --temp-instance="$dir/instance" \
-		--temp-config="$conf" --bindir="$bindir" --inputdir="$root/test" \
-		--outputdir="$dir" --dbname=isolation_regression \
-		--load-extension=twocache $specs) >"$dir/run.log" 2>&1
-	local rc=$?
-	cat "$dir/run.log"
-	count_regress "$dir/run.log" isolation
-	if [ $rc -ne 0 ]; then
-		[ -f "$dir/regression.diffs" ] && head -200 "$dir/regression.diffs"
-		[ "$(grep -cE '\.\.\. (ok|FAILED|failed)' "$dir/run.log")" -eq 0 ] && total_fail=$((total_fail + 1))
-	fi
+	# shellcheck disable=SC2046
+	regress_suite isolation "$pg_isolation_regress" "$root/test" isolation_regression \
+		$(cd "$root/test/specs" && ls -- *.spec 2>/dev/null | sed 's/\.spec$//' | sort)
 }
 
 run_pgtap()

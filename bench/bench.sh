@@ -87,19 +87,12 @@ SCALE_CLIENTS=(1 2 4 8)
 SF_SLEEP=0.2
 PORT_A=54341 PORT_B=54342 PORT_C=54343	# unix sockets, in our own directories
 
-fail()
-{
-	echo "bench: $*" >&2
-	exit 1
-}
+me=bench
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$here/lib.sh"
 
-if ! bindir=$("$PG_CONFIG" --bindir 2>/dev/null); then
-	fail "cannot run \"$PG_CONFIG --bindir\" (set PG_CONFIG)"
-fi
+find_pg_bindir initdb pg_ctl psql pgbench postgres
 sharedir=$("$PG_CONFIG" --sharedir)
-for prog in initdb pg_ctl psql pgbench postgres; do
-	[ -x "$bindir/$prog" ] || fail "$bindir/$prog not found (PG_CONFIG=$PG_CONFIG)"
-done
 for ext in twocache pgmemcache dblink; do
 	[ -f "$sharedir/extension/$ext.control" ] ||
 		fail "extension $ext is not installed ('make bench' installs what is missing)"
@@ -115,85 +108,40 @@ memcached=$(command -v memcached || true)
 gnuplot=$(command -v gnuplot || true)
 cc=$(command -v cc || true)
 
-# Who runs the servers: ourselves, or an unprivileged account when we are root.
-as=()
-daemon_as=()
-dbuser=$(id -un)
-tmpbase=${TMPDIR:-/tmp}
-if [ "$(id -u)" = 0 ]; then
-	user=${TWOCACHE_BENCH_USER:-postgres}
-	id "$user" >/dev/null 2>&1 ||
-		fail "running as root needs an unprivileged account \"$user\" (set TWOCACHE_BENCH_USER)"
-	as=(runuser -u "$user" --)
-	# setpriv execs (runuser forks), so that $! is the daemon's own pid.
-	daemon_as=(setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups --)
-	dbuser=$user
-	tmpbase=/tmp
-fi
+# Who runs the servers: ourselves, or $TWOCACHE_BENCH_USER when we are root.
+choose_account TWOCACHE_BENCH_USER
 
-tmp=
 started=()
 redis_pid=
 memcached_pid=
 
-show_log()
+# For cleanup (lib.sh), after an error: the logs.
+on_failure()
 {
-	if [ -s "$2" ]; then
-		echo "bench: last lines of the $1 log ($2):" >&2
-		tail -n 15 "$2" >&2 || true
-	fi
+	local s
+
+	for s in a b c; do
+		show_log "server ${s^^}" "$tmp/$s/server.log"
+	done
+	show_log Redis "$tmp/redis/redis.log"
+	show_log memcached "$tmp/memcached.log"
 }
 
-# Stop a daemon we started, by its pid, checking that the pid is still that
-# program: politely, then KILL after 5 s.
-stop_pid()
+# For cleanup (lib.sh): stop the servers (by their data directories), Redis
+# and memcached (by their pids).
+stop_all()
 {
-	local pid=$1 comm=$2 i
+	local s
 
-	[ -n "$pid" ] || return 0
-	if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for i in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup()
-{
-	local rc=$? s
-
-	trap - EXIT INT TERM
-	[ -n "$tmp" ] || exit $rc
-	if [ $rc -ne 0 ] && [ $rc -ne 130 ] && [ $rc -ne 143 ]; then
-		echo "bench: failed" >&2
-		for s in a b c; do
-			show_log "server ${s^^}" "$tmp/$s/server.log"
-		done
-		show_log Redis "$tmp/redis/redis.log"
-		show_log memcached "$tmp/memcached.log"
-	fi
 	for s in ${started[@]+"${started[@]}"}; do
-		${as[@]+"${as[@]}"} "$bindir/pg_ctl" stop -D "$tmp/$s/data" -m fast -w >/dev/null 2>&1 || true
+		pg_stop "$tmp/$s/data"
 	done
 	stop_pid "$redis_pid" redis-server
 	stop_pid "$memcached_pid" memcached
-	cd /
-	rm -rf "$tmp"
-	exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-tmp=$(mktemp -d "$tmpbase/twocache-bench.XXXXXX")
-[ ${#as[@]} -eq 0 ] || chown "$user" "$tmp"
+make_tmp bench
 chmod 755 "$tmp"
-# The server account may not be able to read the caller's directory.
-cd "$tmp"
 
 log()
 {
@@ -210,8 +158,7 @@ sql()
 	local s=$1 port
 	shift
 	case $s in a) port=$PORT_A ;; b) port=$PORT_B ;; c) port=$PORT_C ;; esac
-	${as[@]+"${as[@]}"} "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$tmp/$s" -p "$port" \
-		-U "$dbuser" -d postgres "$@"
+	psql_at "$tmp/$s" "$port" "$@"
 }
 
 # Unaligned, tuples only, fields separated by spaces.
@@ -235,54 +182,10 @@ median()
 		END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# A free loopback TCP port (nothing answers a connect there).
-free_port()
-{
-	local port
-	while :; do
-		port=$((20000 + RANDOM % 30000))
-		case " $PORT_A $PORT_B $PORT_C " in *" $port "*) continue ;; esac
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			echo "$port"
-			return
-		fi
-	done
-}
-
 # ---------------------------------------------------------------------------
-# Redis and memcached, in the foreground of background jobs ($! is their pid)
+# memcached, in the foreground of a background job ($! is its pid); Redis:
+# start_redis in lib.sh
 # ---------------------------------------------------------------------------
-
-start_redis()
-{
-	local i port
-
-	mkdir "$tmp/redis"
-	[ ${#as[@]} -eq 0 ] || chown "$user" "$tmp/redis"
-	for _ in $(seq 10); do
-		port=$(free_port)
-		rm -f "$tmp/redis/redis.pid"
-		${daemon_as[@]+"${daemon_as[@]}"} "$redis_server" \
-			--bind 127.0.0.1 --port "$port" --protected-mode yes \
-			--save '' --appendonly no --daemonize no \
-			--dir "$tmp/redis" --logfile "$tmp/redis/redis.log" \
-			--pidfile "$tmp/redis/redis.pid" </dev/null >/dev/null 2>&1 &
-		redis_pid=$!
-		for i in $(seq 50); do
-			kill -0 "$redis_pid" 2>/dev/null || break	# exited: port taken
-			if [ -s "$tmp/redis/redis.pid" ] &&
-				[ "$("$redis_cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
-				redis_port=$port
-				return 0
-			fi
-			sleep 0.1
-		done
-		kill -0 "$redis_pid" 2>/dev/null && fail "redis-server did not answer within 5 s"
-		wait "$redis_pid" 2>/dev/null || true
-		redis_pid=
-	done
-	fail "could not start redis-server on a free loopback port"
-}
 
 start_memcached()
 {
@@ -336,7 +239,7 @@ max_parallel_workers_per_gather = 0
 $extra
 EOF
 	started+=("$s")
-	${as[@]+"${as[@]}"} "$bindir/pg_ctl" start -D "$tmp/$s/data" -l "$tmp/$s/server.log" -w -t 60 >/dev/null
+	pg_start "$tmp/$s/data" "$tmp/$s/server.log"
 }
 
 # Wait (at most 15 s) until server $1's twocache worker is subscribed.
@@ -358,7 +261,7 @@ start_redis
 start_memcached
 log "redis-server on 127.0.0.1:$redis_port (pid $redis_pid), memcached on 127.0.0.1:$memcached_port (pid $memcached_pid)"
 
-${as[@]+"${as[@]}"} "$bindir/initdb" -D "$tmp/template" -U "$dbuser" -A trust -E UTF8 --no-locale >/dev/null
+pg_init "$tmp/template"
 redis_url="redis://127.0.0.1:$redis_port"
 start_server a "$PORT_A" 256MB "shared_preload_libraries = 'twocache,pgmemcache'
 twocache.redis_url = '$redis_url'

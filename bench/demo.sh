@@ -28,116 +28,54 @@ DIRECT_RUNS=5
 PORT=54329		# server A (the unix socket is in the demo's own directory)
 PORT_B=54330		# server B, in a directory of its own too
 
-if ! bindir=$("$PG_CONFIG" --bindir 2>/dev/null); then
-	echo "demo: cannot run \"$PG_CONFIG --bindir\" (set PG_CONFIG)" >&2
-	exit 1
-fi
-for prog in initdb pg_ctl psql; do
-	if [ ! -x "$bindir/$prog" ]; then
-		echo "demo: $bindir/$prog not found (PG_CONFIG=$PG_CONFIG)" >&2
-		exit 1
-	fi
-done
+me=demo
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-# Who runs the server: ourselves, or an unprivileged account when we are root.
-as=()
-dbuser=$(id -un)
-tmpbase=${TMPDIR:-/tmp}
-if [ "$(id -u)" = 0 ]; then
-	user=${TWOCACHE_DEMO_USER:-postgres}
-	if ! id "$user" >/dev/null 2>&1; then
-		echo "demo: running as root needs an unprivileged account \"$user\" (set TWOCACHE_DEMO_USER)" >&2
-		exit 1
-	fi
-	as=(runuser -u "$user" --)
-	dbuser=$user
-	tmpbase=/tmp
-fi
+find_pg_bindir initdb pg_ctl psql
+# Who runs the server: ourselves, or $TWOCACHE_DEMO_USER when we are root.
+choose_account TWOCACHE_DEMO_USER
 
-tmp=
 started=
 started_b=
 redis_pid=
 waiter_pid=
 
-# The last lines of a log, on a failure.
-show_log()
+# For cleanup (lib.sh), after an error: the logs.
+on_failure()
 {
-	if [ -s "$2" ]; then
-		echo "demo: last lines of the $1 log ($2):" >&2
-		tail -n 15 "$2" >&2 || true
-	fi
+	show_log "server A" "$tmp/server.log"
+	show_log "server B" "$tmp/b/server.log"
+	show_log "Redis" "$tmp/redis/redis.log"
 }
 
-# Stop our Redis by its pid (checking that the pid is still a redis-server),
-# politely first.
-stop_redis()
+# For cleanup (lib.sh): stop the waiter, the servers (by their data
+# directories) and Redis (by its pid).
+stop_all()
 {
-	local i
-
-	[ -n "$redis_pid" ] || return 0
-	if [ "$(cat "/proc/$redis_pid/comm" 2>/dev/null)" = redis-server ]; then
-		kill -TERM "$redis_pid" 2>/dev/null || true
-		for i in $(seq 50); do
-			kill -0 "$redis_pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$redis_pid" 2>/dev/null || true
-	fi
-	wait "$redis_pid" 2>/dev/null || true
-	redis_pid=
-}
-
-# Stop the servers (by their data directories) and Redis (by its pid), never
-# by name, and remove tmp.
-cleanup()
-{
-	local rc=$?
-
-	trap - EXIT INT TERM
-	[ -n "$tmp" ] || exit $rc
-	if [ $rc -ne 0 ] && [ $rc -ne 130 ] && [ $rc -ne 143 ]; then
-		echo "demo: failed" >&2
-		show_log "server A" "$log"
-		show_log "server B" "$log_b"
-		show_log "Redis" "$redis_log"
-	fi
 	if [ -n "$waiter_pid" ]; then
 		kill "$waiter_pid" 2>/dev/null || true
 		wait "$waiter_pid" 2>/dev/null || true
 	fi
 	if [ -n "$started_b" ]; then
-		${as[@]+"${as[@]}"} "$bindir/pg_ctl" stop -D "$data_b" -m fast -w >/dev/null 2>&1 || true
+		pg_stop "$data_b"
 	fi
 	if [ -n "$started" ]; then
-		${as[@]+"${as[@]}"} "$bindir/pg_ctl" stop -D "$data" -m fast -w >/dev/null 2>&1 || true
+		pg_stop "$data"
 	fi
-	stop_redis
-	cd /
-	rm -rf "$tmp"
-	exit $rc
+	stop_pid "$redis_pid" redis-server
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-tmp=$(mktemp -d "$tmpbase/twocache-demo.XXXXXX")
+make_tmp demo
 data=$tmp/data
 log=$tmp/server.log
 data_b=$tmp/b/data
 log_b=$tmp/b/server.log
-redis_log=$tmp/redis/redis.log
-
-if [ ${#as[@]} -gt 0 ]; then
-	chown "$user" "$tmp"
-fi
-# The server account may not be able to read the caller's directory.
-cd "$tmp"
 
 # psql against the demo server; extra arguments are passed on.
 run_psql()
 {
-	${as[@]+"${as[@]}"} "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$tmp" -p "$PORT" -U "$dbuser" -d postgres "$@"
+	psql_at "$tmp" "$PORT" "$@"
 }
 
 # One value from one query read on stdin.
@@ -146,14 +84,8 @@ scalar()
 	run_psql -A -t "$@"
 }
 
-fail()
-{
-	echo "demo: $*" >&2
-	exit 1
-}
-
 echo "twocache demo: starting a throwaway PostgreSQL server in $tmp"
-${as[@]+"${as[@]}"} "$bindir/initdb" -D "$data" -U "$dbuser" -A trust -E UTF8 --no-locale >/dev/null
+pg_init "$data"
 cat >>"$data/postgresql.conf" <<EOF
 
 # twocache demo
@@ -167,7 +99,7 @@ synchronous_commit = off
 full_page_writes = off
 EOF
 started=1
-${as[@]+"${as[@]}"} "$bindir/pg_ctl" start -D "$data" -l "$log" -w -t 60 >/dev/null
+pg_start "$data" "$log"
 
 echo "Filling table orders with $ROWS rows for $CUSTOMERS customers ..."
 run_psql <<EOF
@@ -308,7 +240,7 @@ fi
 # psql against server B; extra arguments are passed on.
 run_psql_b()
 {
-	${as[@]+"${as[@]}"} "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$tmp/b" -p "$PORT_B" -U "$dbuser" -d postgres "$@"
+	psql_at "$tmp/b" "$PORT_B" "$@"
 }
 
 scalar_b()
@@ -320,52 +252,6 @@ scalar_b()
 rcli()
 {
 	"$redis_cli" -h 127.0.0.1 -p "$redis_port" "$@"
-}
-
-# Start redis-server in the foreground of a background job (so that $! is
-# its pid: setpriv execs, it does not fork) on a free loopback port.  A port
-# that turns out to be taken makes redis-server exit: try another.
-start_redis()
-{
-	local try i port
-	local -a redis_as=()
-
-	if [ ${#as[@]} -gt 0 ]; then
-		redis_as=(setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups --)
-	fi
-	mkdir "$tmp/redis"
-	[ ${#as[@]} -eq 0 ] || chown "$user" "$tmp/redis"
-	for try in $(seq 10); do
-		port=$((20000 + RANDOM % 30000))
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			continue			# something listens there
-		fi
-		rm -f "$tmp/redis/redis.pid"
-		${redis_as[@]+"${redis_as[@]}"} "$redis_server" \
-			--bind 127.0.0.1 --port "$port" --protected-mode yes \
-			--save '' --appendonly no --daemonize no \
-			--dir "$tmp/redis" --logfile "$redis_log" \
-			--pidfile "$tmp/redis/redis.pid" </dev/null >/dev/null 2>&1 &
-		redis_pid=$!
-		# The pid file is written once the port is bound.
-		for i in $(seq 50); do
-			if ! kill -0 "$redis_pid" 2>/dev/null; then
-				break			# exited: the port was taken
-			fi
-			if [ -s "$tmp/redis/redis.pid" ] &&
-				[ "$("$redis_cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
-				redis_port=$port
-				return 0
-			fi
-			sleep 0.1
-		done
-		if kill -0 "$redis_pid" 2>/dev/null; then
-			fail "redis-server did not answer within 5 s"
-		fi
-		wait "$redis_pid" 2>/dev/null || true
-		redis_pid=
-	done
-	fail "could not start redis-server on a free loopback port"
 }
 
 # Wait (at most $1 seconds) until both workers report a Redis subscription.
@@ -454,7 +340,7 @@ redis_url="redis://127.0.0.1:$redis_port"
 
 mkdir "$tmp/b"
 [ ${#as[@]} -eq 0 ] || chown "$user" "$tmp/b"
-${as[@]+"${as[@]}"} "$bindir/initdb" -D "$data_b" -U "$dbuser" -A trust -E UTF8 --no-locale >/dev/null
+pg_init "$data_b"
 cat >>"$data_b/postgresql.conf" <<EOF
 
 # twocache demo, server B
@@ -469,7 +355,7 @@ synchronous_commit = off
 full_page_writes = off
 EOF
 started_b=1
-${as[@]+"${as[@]}"} "$bindir/pg_ctl" start -D "$data_b" -l "$log_b" -w -t 60 >/dev/null
+pg_start "$data_b" "$log_b"
 run_psql_b <<'EOF'
 CREATE EXTENSION twocache;
 

@@ -2,7 +2,7 @@
 -- executable by PUBLIC; readers are; a role granted EXECUTE may write; no
 -- superuser checks in C; fetch queries run as the calling role.
 BEGIN;
-SELECT plan(62);
+SELECT plan(65);
 
 -- PUBLIC: readers yes, writers no
 SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval'], 'public', ARRAY['EXECUTE']);
@@ -64,6 +64,12 @@ SELECT lives_ok($$SELECT count(*) FROM twocache_entries()$$, 'reader: twocache_e
 SELECT lives_ok($$SELECT * FROM twocache_stats()$$, 'reader: twocache_stats()');
 SELECT lives_ok($$SELECT * FROM twocache_stats$$, 'reader: the twocache_stats view');
 SELECT lives_ok($$SELECT * FROM twocache_status()$$, 'reader: twocache_status');
+-- the Redis URL (which may hold a password) is for superusers only
+SELECT throws_ok($$SHOW twocache.redis_url$$, '42501', NULL, 'reader: SHOW twocache.redis_url is denied');
+SELECT is((SELECT count(*) FROM pg_settings WHERE name = 'twocache.redis_url'), 0::bigint,
+	'reader: twocache.redis_url is not in pg_settings');
+SELECT is((SELECT count(*) FROM pg_settings WHERE name = 'twocache.redis_timeout'), 1::bigint,
+	'reader: the other twocache settings are in pg_settings');
 -- ... but not write or flush
 SELECT throws_ok($$SELECT twocache_set('tap:priv:a', 'x')$$, '42501', NULL, 'reader: twocache_set is denied');
 SELECT throws_ok($$SELECT twocache_set('tap:priv:a', 'x', NULL, 'absent')$$, '42501', NULL, 'reader: twocache_set only_if is denied');

@@ -1,7 +1,11 @@
 # twocache: PGXS build, dependency set-up, tests and demo.
 #
-#   make demo   start a throwaway server and show twocache at work
-#   make test   build, install and run every test suite
+#   make demo      start a throwaway server and show twocache at work
+#   make test      build, install and run every test suite (short forms)
+#   make stress    the consistency checker, long form
+#   make fuzz      the fuzz targets, long form
+#   make valgrind  the pg_regress suite under valgrind memcheck
+#   make bench     the benchmarks
 #
 # Both install missing Debian packages first (make deps).
 
@@ -78,3 +82,18 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory install-for-test
 	@PG_CONFIG=$(PG_CONFIG) $(CURDIR)/bench/bench.sh
+
+# Long forms of the reliability suites (make test runs their short forms).
+# STRESS_SECONDS, FUZZ_SECONDS tune their length.
+.PHONY: stress fuzz valgrind
+stress: deps
+	@$(MAKE) --no-print-directory install-for-test
+	@PG_CONFIG=$(PG_CONFIG) TWOCACHE_STRESS_SECONDS=$${STRESS_SECONDS:-600} \
+		TAP_TESTS=test/t/040_consistency.pl $(CURDIR)/test/run.sh tap
+
+fuzz: deps
+	@PG_CONFIG=$(PG_CONFIG) $(CURDIR)/fuzz/run.sh --seconds $${FUZZ_SECONDS:-300}
+
+valgrind: deps
+	@$(MAKE) --no-print-directory install-for-test
+	@PG_CONFIG=$(PG_CONFIG) TWOCACHE_VALGRIND_FULL=1 $(CURDIR)/test/run.sh valgrind

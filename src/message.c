@@ -11,7 +11,11 @@
  *	  1     format version (1 byte)
  *	  op    'd' (del) or 's' (set) (1 byte)
  *	  flags bit 0: cluster scope (1 byte)
- *	  lsn   commit LSN of the sender, 0 if none (8 bytes)
+ *	  lsn   WAL position at which the invalidation holds on the sender:
+ *	        once a server replaying the sender's WAL has replayed this far,
+ *	        its snapshots see the change (8 bytes; 0 if none)
+ *	  sysid database system identifier of the sender (pg_control), which a
+ *	        streaming standby shares with its primary (8 bytes)
  *	  n     length of the instance id, then its bytes (1 + n bytes)
  *	  m     length of the database name, then its bytes (1 + m bytes;
  *	        m = 0 in cluster scope)
@@ -42,7 +46,7 @@ TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize)
 {
 	size_t		idlen = strlen(msg->instance_id);
 	size_t		dblen = msg->cluster_scope ? 0 : strlen(msg->dbname);
-	int			need = 2 + 1 + 1 + 1 + 8 + 1 + idlen + 1 + dblen + 2 + msg->keylen;
+	int			need = 2 + 1 + 1 + 1 + 8 + 8 + 1 + idlen + 1 + dblen + 2 + msg->keylen;
 	unsigned char *p = (unsigned char *) buf;
 	int			i;
 
@@ -57,6 +61,8 @@ TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize)
 	*p++ = msg->cluster_scope ? TC_FLAG_CLUSTER : 0;
 	for (i = 7; i >= 0; i--)
 		*p++ = (unsigned char) (msg->lsn >> (i * 8));
+	for (i = 7; i >= 0; i--)
+		*p++ = (unsigned char) (msg->sysid >> (i * 8));
 	*p++ = (unsigned char) idlen;
 	memcpy(p, msg->instance_id, idlen);
 	p += idlen;
@@ -85,7 +91,7 @@ TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
 	uint32		n;
 	int			i;
 
-	if (buf == NULL || len < 2 + 1 + 1 + 1 + 8 + 1 + 1 + 2)
+	if (buf == NULL || len < 2 + 1 + 1 + 1 + 8 + 8 + 1 + 1 + 2)
 		return false;
 	if (p[0] != TC_MAGIC0 || p[1] != TC_MAGIC1 || p[2] != TC_VERSION)
 		return false;
@@ -100,6 +106,9 @@ TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
 	msg->lsn = 0;
 	for (i = 0; i < 8; i++)
 		msg->lsn = (msg->lsn << 8) | *p++;
+	msg->sysid = 0;
+	for (i = 0; i < 8; i++)
+		msg->sysid = (msg->sysid << 8) | *p++;
 
 	/* instance id */
 	n = *p++;

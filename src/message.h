@@ -20,7 +20,8 @@ typedef struct TcMessage
 {
 	TcMessageOp op;
 	bool		cluster_scope;	/* key shared by all databases */
-	uint64		lsn;			/* sender's commit LSN, 0 if none */
+	uint64		lsn;			/* WAL position the invalidation is true at */
+	uint64		sysid;			/* sender's database system identifier */
 	char		instance_id[TWOCACHE_MAX_INSTANCE_ID + 1];
 	char		dbname[NAMEDATALEN];	/* when !cluster_scope */
 	uint32		keylen;
@@ -28,7 +29,7 @@ typedef struct TcMessage
 } TcMessage;
 
 /* Largest encoded message. */
-#define TC_MESSAGE_MAX	(16 + TWOCACHE_MAX_INSTANCE_ID + NAMEDATALEN + TWOCACHE_MAX_KEY_LEN)
+#define TC_MESSAGE_MAX	(24 + TWOCACHE_MAX_INSTANCE_ID + NAMEDATALEN + TWOCACHE_MAX_KEY_LEN)
 
 extern int	TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize);
 extern bool TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg);

@@ -15,6 +15,9 @@ packages=(
 	memcached
 	postgresql-15-pgmemcache
 	gnuplot-nox
+	clang
+	libclang-rt-14-dev
+	valgrind
 )
 
 missing=()

@@ -8,9 +8,14 @@
 #   tap        TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster
 #   bench      bench/bench.sh --smoke: every benchmark section, tiny sizes,
 #              no timing asserted
+#   fuzz       fuzz/run.sh --short: replay the corpus, then a few seconds of
+#              libFuzzer on each target
+#   valgrind   test/valgrind.sh --short: pg_regress topics under memcheck
+#              (all of them with TWOCACHE_VALGRIND_FULL=1: make valgrind)
 #
-# Usage: test/run.sh [suite ...]      (default: all five, in that order)
-# TAP_TESTS="test/t/010_x.pl ..." limits the TAP suite to those files.
+# Usage: test/run.sh [suite ...]      (default: all seven, in that order)
+# TAP_TESTS="test/t/010_x.pl ..." limits the TAP suite to those files;
+# TWOCACHE_STRESS_SECONDS makes the consistency checker run that long.
 #
 # initdb and postgres refuse to run as root: when called as root, the tree is
 # copied to a temporary directory owned by an unprivileged account (postgres,
@@ -29,7 +34,10 @@ if [ "$(id -u)" = 0 ] && [ -z "${TWOCACHE_TEST_CHILD:-}" ]; then
 	chmod 755 "$work"
 	echo "running tests as $user in $work"
 	runuser -u "$user" -- env TWOCACHE_TEST_CHILD=1 PG_CONFIG="$PG_CONFIG" \
-		${TAP_TESTS:+TAP_TESTS="$TAP_TESTS"} "$work/test/run.sh" "$@"
+		${TAP_TESTS:+TAP_TESTS="$TAP_TESTS"} \
+		${TWOCACHE_STRESS_SECONDS:+TWOCACHE_STRESS_SECONDS="$TWOCACHE_STRESS_SECONDS"} \
+		${TWOCACHE_VALGRIND_FULL:+TWOCACHE_VALGRIND_FULL="$TWOCACHE_VALGRIND_FULL"} \
+		"$work/test/run.sh" "$@"
 	rc=$?
 	if [ $rc -eq 0 ]; then
 		rm -rf "$work"
@@ -48,7 +56,7 @@ conf="$root/test/twocache.conf"
 export PATH="$bindir:$PATH"
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(regress isolation pgtap tap bench)
+[ ${#suites[@]} -eq 0 ] && suites=(regress isolation pgtap tap bench fuzz valgrind)
 
 total_pass=0
 total_fail=0
@@ -184,6 +192,24 @@ run_bench()
 	summary+=("$(printf '%-10s %3d passed, %d failed' bench "$pass" "$fail")")
 }
 
+# A script that exits 0 or not: 1 passed or 1 failed.
+# script_suite NAME COMMAND...
+script_suite()
+{
+	local name=$1 dir="$out/$1" rc pass=0 fail=0
+	shift
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	echo "== $name: $*"
+	"$@" --out "$dir" >"$dir/run.log" 2>&1
+	rc=$?
+	cat "$dir/run.log"
+	if [ $rc -eq 0 ]; then pass=1; else fail=1; fi
+	total_pass=$((total_pass + pass))
+	total_fail=$((total_fail + fail))
+	summary+=("$(printf '%-10s %3d passed, %d failed' "$name" "$pass" "$fail")")
+}
+
 for s in "${suites[@]}"; do
 	case $s in
 		regress) run_regress ;;
@@ -191,6 +217,13 @@ for s in "${suites[@]}"; do
 		pgtap) run_pgtap ;;
 		tap) run_tap ;;
 		bench) run_bench ;;
+		fuzz) script_suite fuzz "$root/fuzz/run.sh" --short ;;
+		valgrind)
+			if [ -n "${TWOCACHE_VALGRIND_FULL:-}" ]; then
+				script_suite valgrind "$root/test/valgrind.sh"
+			else
+				script_suite valgrind "$root/test/valgrind.sh" --short
+			fi ;;
 		*) echo "unknown suite: $s" >&2; exit 2 ;;
 	esac
 done

@@ -132,7 +132,8 @@ CREATE FUNCTION twocache_stats(
 	OUT b1 bigint,
 	OUT b2 bigint,
 	OUT stats_reset timestamptz,
-	OUT in_flight bigint)
+	OUT in_flight bigint,
+	OUT invalidations_deferred bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'twocache_stats'
 LANGUAGE C VOLATILE PARALLEL SAFE;
@@ -165,7 +166,8 @@ CREATE FUNCTION twocache_status(
 	OUT reconnects bigint,
 	OUT local_flushes bigint,
 	OUT last_error text,
-	OUT last_error_at timestamptz)
+	OUT last_error_at timestamptz,
+	OUT deferred_invalidations bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'twocache_status'
 LANGUAGE C VOLATILE PARALLEL SAFE;

@@ -13,6 +13,7 @@
 #ifndef TWOCACHE_ARC_H
 #define TWOCACHE_ARC_H
 
+#include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"
 #include "storage/lwlock.h"
@@ -64,12 +65,17 @@ typedef struct Arena
 	dlist_head	bins[ARENA_NBINS];
 } Arena;
 
-/* Invalidation fence: when a key stripe (or the partition) was last
- * invalidated, as a partition-local counter and a timestamp. */
+/*
+ * Invalidation fence: when a key stripe (or the partition) was last
+ * invalidated, as a partition-local counter and a timestamp; and, on a hot
+ * standby, the highest WAL position of an invalidation received before it
+ * was replayed (fills from snapshots older than that are stale).
+ */
 typedef struct ArcFence
 {
 	uint64		counter;
 	TimestampTz at;
+	XLogRecPtr	pending_lsn;
 } ArcFence;
 
 #define ARC_FENCE_STRIPES	256

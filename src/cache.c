@@ -229,6 +229,27 @@ TwoCacheLocalDelete(const ArcKey *key)
 	return existed;
 }
 
+/*
+ * On a hot standby, an invalidation of key that holds from WAL position lsn,
+ * not replayed yet: drop key from L1 and make fills stale until replay gets
+ * there (the worker applies the invalidation again then).
+ */
+void
+TwoCacheDeferInvalidation(const ArcKey *key, XLogRecPtr lsn)
+{
+	HTAB	   *hash;
+	ArcPartition *part = TwoCachePartitionFor(key, &hash);
+	ArcEntry   *e;
+
+	LWLockAcquire(part->lock, LW_EXCLUSIVE);
+	e = ArcFind(hash, key);
+	if (e != NULL && !ArcListIsGhost(e->list))
+		ArcRemove(part, hash, e);
+	FlightInvalidateKey(part, key->hash);
+	FlightDeferKey(part, key->hash, lsn);
+	LWLockRelease(part->lock);
+}
+
 /* Drop every L1 entry of this server; returns how many were resident. */
 uint64
 TwoCacheFlushLocal(void)

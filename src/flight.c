@@ -19,7 +19,11 @@
  * whose key's stripe was bumped after the fill began is stale and is not
  * stored.  Under REPEATABLE READ and SERIALIZABLE the fetch reads the
  * transaction's snapshot, which may predate the fill, so an invalidation at
- * or after the transaction's start also makes the fill stale.
+ * or after the transaction's start also makes the fill stale.  On a hot
+ * standby, an invalidation can arrive through Redis before the WAL that made
+ * it true has been replayed: the worker records its WAL position in the
+ * fence (pending_lsn), and a fill that began before replay reached that
+ * position read an older snapshot and is stale too.
  *
  * Locking: a slot on a partition's flights list, the partition's fences and
  * its list are protected by the partition's LWLock (exclusive to change).
@@ -35,6 +39,8 @@
 
 #include "access/twophase.h"
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
@@ -196,6 +202,8 @@ ticket_start(ArcPartition *part, FlightTicket *t)
 	t->part = part;
 	t->slot = NULL;
 	t->start_counter = part->inval_counter;
+	t->replay_start = RecoveryInProgress() ?
+		GetXLogReplayRecPtr(NULL) : InvalidXLogRecPtr;
 	t->xact_start = IsolationUsesXactSnapshot() ?
 		GetCurrentTransactionStartTimestamp() : 0;
 }
@@ -399,6 +407,20 @@ FlightInvalidateAll(ArcPartition *part)
 }
 
 /*
+ * Record that an invalidation of the key with this hash holds from WAL
+ * position lsn on, which this standby has not replayed yet: fills that begin
+ * before replay gets there are stale.  Caller holds the partition lock
+ * exclusively.
+ */
+void
+FlightDeferKey(ArcPartition *part, uint32 hash, XLogRecPtr lsn)
+{
+	ArcFence   *stripe = &part->stripes[hash % ARC_FENCE_STRIPES];
+
+	stripe->pending_lsn = Max(stripe->pending_lsn, lsn);
+}
+
+/*
  * Was the key invalidated since the ticket's fetch began?  Caller holds the
  * partition lock.
  */
@@ -413,6 +435,10 @@ FlightFillIsStale(ArcPartition *part, uint32 hash, const FlightTicket *t)
 	if (t->xact_start != 0 &&
 		((stripe->counter != 0 && stripe->at >= t->xact_start) ||
 		 (part->flushed.counter != 0 && part->flushed.at >= t->xact_start)))
+		return true;
+	if (!XLogRecPtrIsInvalid(t->replay_start) &&
+		(stripe->pending_lsn > t->replay_start ||
+		 part->flushed.pending_lsn > t->replay_start))
 		return true;
 	return false;
 }

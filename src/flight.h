@@ -21,6 +21,7 @@ typedef struct FlightTicket
 	FlightSlot *slot;			/* NULL: unguarded (no single flight) */
 	uint64		seq;			/* slot's seq when claimed */
 	uint64		start_counter;	/* partition's invalidation counter at start */
+	XLogRecPtr	replay_start;	/* on a hot standby: WAL replayed at start */
 	TimestampTz xact_start;		/* transaction start under a transaction
 								 * snapshot, else 0 */
 } FlightTicket;
@@ -43,6 +44,7 @@ extern FlightWaitResult FlightWait(ArcPartition *part, FlightSlot *slot,
 								   int timeout_ms);
 extern void FlightInvalidateKey(ArcPartition *part, uint32 hash);
 extern void FlightInvalidateAll(ArcPartition *part);
+extern void FlightDeferKey(ArcPartition *part, uint32 hash, XLogRecPtr lsn);
 extern bool FlightFillIsStale(ArcPartition *part, uint32 hash,
 							  const FlightTicket *t);
 

@@ -43,7 +43,7 @@ PG_FUNCTION_INFO_V1(twocache_stats_reset);
 PG_FUNCTION_INFO_V1(twocache_status);
 
 #define STATS_COLS		(TC_NUM_COUNTERS + 11)
-#define STATUS_COLS		9
+#define STATUS_COLS		10
 #define ENTRIES_COLS	6
 
 static const char *const list_names[ARC_NLISTS] = {"T1", "T2", "B1", "B2"};
@@ -520,7 +520,7 @@ twocache_stats(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 
 	TwoCacheCountersRead(totals);
-	for (i = 0; i < TC_NUM_COUNTERS; i++)
+	for (i = 0; i < TC_INVALIDATIONS_DEFERRED; i++)
 		values[col++] = Int64GetDatum((int64) totals[i]);
 
 	for (i = 0; i < twocache_shared->npartitions; i++)
@@ -546,6 +546,7 @@ twocache_stats(PG_FUNCTION_ARGS)
 		values[col++] = Int64GetDatum(len[i]);
 	values[col++] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&twocache_shared->stats_reset));
 	values[col++] = Int64GetDatum((int64) FlightsInProgress());
+	values[col++] = Int64GetDatum((int64) totals[TC_INVALIDATIONS_DEFERRED]);
 	Assert(col == STATS_COLS);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
@@ -594,6 +595,7 @@ twocache_status(PG_FUNCTION_ARGS)
 	isnull[7] = (w.last_error_at == 0);
 	values[8] = TimestampTzGetDatum(w.last_error_at);
 	isnull[8] = (w.last_error_at == 0);
+	values[9] = Int64GetDatum(w.deferred);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
 }

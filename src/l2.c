@@ -23,11 +23,19 @@
  * transaction commits: a reader that refilled the key from a snapshot taken
  * before the commit is corrected.  An abort forgets the list.
  *
+ * Every message carries the WAL position at which it holds on the sender
+ * (TwoCacheInvalidationLsn) and the sender's system identifier, so that a
+ * hot standby of the sender can tell whether it has replayed that far yet
+ * (src/worker.c).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xlogrecovery.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -84,9 +92,12 @@ current_dbname(void)
 	return my_dbname;
 }
 
-/* The Redis key of key in its scope (palloc'd). */
-static char *
-l2_key(const ArcKey *key, size_t *len)
+/*
+ * The Redis key of key in its scope, for database dbname (palloc'd).  The
+ * worker, connected to no database, passes the name from a message.
+ */
+char *
+L2KeyName(const ArcKey *key, const char *dbname, size_t *len)
 {
 	StringInfoData buf;
 
@@ -99,7 +110,7 @@ l2_key(const ArcKey *key, size_t *len)
 		const char *p;
 
 		appendStringInfoString(&buf, "db:");
-		for (p = current_dbname(); *p; p++)
+		for (p = dbname; *p; p++)
 		{
 			if (*p == '%')
 				appendStringInfoString(&buf, "%25");
@@ -115,9 +126,47 @@ l2_key(const ArcKey *key, size_t *len)
 	return buf.data;
 }
 
-/* The invalidation message for key (palloc'd). */
 static char *
-l2_message(const ArcKey *key, TcMessageOp op, int *len)
+l2_key(const ArcKey *key, size_t *len)
+{
+	return L2KeyName(key, key->dbid == InvalidOid ? "" : current_dbname(), len);
+}
+
+/*
+ * The WAL position at which an invalidation sent now holds.  On a primary:
+ * the end of the WAL inserted so far, which covers every commit visible now,
+ * flushed so that it reaches standbys without waiting for more WAL.  On a
+ * standby: what it has replayed.
+ */
+XLogRecPtr
+TwoCacheInvalidationLsn(void)
+{
+	XLogRecPtr	lsn;
+
+	if (RecoveryInProgress())
+		return GetXLogReplayRecPtr(NULL);
+
+	/*
+	 * GetXLogInsertRecPtr() gives where the next record's data goes: just
+	 * past the page header when the last record ended at a page boundary.
+	 * Records end (and a standby's replay position stops) at the boundary.
+	 */
+	lsn = GetXLogInsertRecPtr();
+	if (XLogSegmentOffset(lsn, wal_segment_size) == SizeOfXLogLongPHD)
+		lsn -= SizeOfXLogLongPHD;
+	else if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		lsn -= SizeOfXLogShortPHD;
+	XLogFlush(lsn);
+	return lsn;
+}
+
+/*
+ * The invalidation message for key in database dbname, holding from WAL
+ * position lsn, from this server (palloc'd).
+ */
+char *
+L2Message(const ArcKey *key, const char *dbname, TcMessageOp op,
+		  XLogRecPtr lsn, int *len)
 {
 	TcMessage	msg;
 	char	   *buf = palloc(TC_MESSAGE_MAX);
@@ -125,15 +174,24 @@ l2_message(const ArcKey *key, TcMessageOp op, int *len)
 	memset(&msg, 0, offsetof(TcMessage, key));
 	msg.op = op;
 	msg.cluster_scope = (key->dbid == InvalidOid);
-	msg.lsn = 0;
+	msg.lsn = lsn;
+	msg.sysid = GetSystemIdentifier();
 	strlcpy(msg.instance_id, twocache_shared->instance_id, sizeof(msg.instance_id));
 	if (!msg.cluster_scope)
-		strlcpy(msg.dbname, current_dbname(), sizeof(msg.dbname));
+		strlcpy(msg.dbname, dbname, sizeof(msg.dbname));
 	msg.keylen = key->len;
 	memcpy(msg.key, key->data, key->len);
 	*len = TwoCacheMessageEncode(&msg, buf, TC_MESSAGE_MAX);
 	Assert(*len > 0);
 	return buf;
+}
+
+/* The invalidation message for key, sent now (palloc'd). */
+static char *
+l2_message(const ArcKey *key, TcMessageOp op, int *len)
+{
+	return L2Message(key, key->dbid == InvalidOid ? "" : current_dbname(), op,
+					 TwoCacheInvalidationLsn(), len);
 }
 
 /* 'v' + value, or 'n' for a placeholder (palloc'd). */
@@ -431,6 +489,7 @@ apply_pending(void)
 	TcRedisCommand *cmds;
 	redisReply **replies;
 	char		err[512];
+	XLogRecPtr	lsn;
 
 	for (d = pending_deletes; d != NULL; d = d->next)
 	{
@@ -440,10 +499,13 @@ apply_pending(void)
 	if (n == 0 || !TwoCacheRedisEnabled())
 		return;
 
+	/* the messages hold from the commit on, not from the first delete */
+	lsn = TwoCacheInvalidationLsn();
 	cmds = MemoryContextAlloc(TopMemoryContext, sizeof(TcRedisCommand) * 2 * n);
 	replies = MemoryContextAllocZero(TopMemoryContext, sizeof(redisReply *) * 2 * n);
 	for (d = pending_deletes, i = 0; d != NULL; d = d->next, i += 2)
 	{
+		TwoCacheMessageSetLsn(d->msg, d->msglen, lsn);
 		cmd_start(&cmds[i], "DEL");
 		TwoCacheRedisArg(&cmds[i], d->rkey, d->rkeylen);
 		cmd_add_publish(&cmds[i + 1], d->msg, d->msglen);

@@ -8,6 +8,8 @@
 #ifndef TWOCACHE_L2_H
 #define TWOCACHE_L2_H
 
+#include "access/xlogdefs.h"
+#include "message.h"
 #include "twocache.h"
 
 /* One key read from L2 */
@@ -28,5 +30,9 @@ extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms
 				  TwoCacheOnlyIf only_if, bool *wrote, char *errbuf, size_t errlen);
 extern bool L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen);
 extern void L2RememberDelete(const ArcKey *key);
+extern XLogRecPtr TwoCacheInvalidationLsn(void);
+extern char *L2KeyName(const ArcKey *key, const char *dbname, size_t *len);
+extern char *L2Message(const ArcKey *key, const char *dbname, TcMessageOp op,
+					   XLogRecPtr lsn, int *len);
 
 #endif							/* TWOCACHE_L2_H */

@@ -79,6 +79,22 @@ TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize)
 }
 
 /*
+ * Replace the lsn of an encoded message (of len bytes, from
+ * TwoCacheMessageEncode).
+ */
+void
+TwoCacheMessageSetLsn(char *buf, int len, uint64 lsn)
+{
+	unsigned char *p = (unsigned char *) buf + 5;
+	int			i;
+
+	Assert(len >= 2 + 1 + 1 + 1 + 8);
+	(void) len;
+	for (i = 7; i >= 0; i--)
+		*p++ = (unsigned char) (lsn >> (i * 8));
+}
+
+/*
  * Decode len bytes of buf into *msg.  Returns false for anything malformed:
  * wrong magic or version, unknown op or flags, a length beyond the limits
  * or the data, or trailing bytes.

@@ -33,5 +33,6 @@ typedef struct TcMessage
 
 extern int	TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize);
 extern bool TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg);
+extern void TwoCacheMessageSetLsn(char *buf, int len, uint64 lsn);
 
 #endif							/* TWOCACHE_MESSAGE_H */

@@ -82,6 +82,8 @@ typedef enum TwoCacheCounter
 	TC_INVALIDATIONS_SENT,
 	TC_INVALIDATIONS_RECEIVED,
 	TC_REDIS_ERRORS,
+	/* not in SPEC.md's list: after the other columns of twocache_stats */
+	TC_INVALIDATIONS_DEFERRED,
 	TC_NUM_COUNTERS
 } TwoCacheCounter;
 
@@ -93,6 +95,7 @@ typedef struct TwoCacheWorkerState
 	bool		connected;		/* command connection is up */
 	bool		subscribed;
 	uint64		reconnects;		/* subscriptions re-established */
+	int64		deferred;		/* invalidations waiting for WAL replay */
 	char		last_error[256];
 	TimestampTz last_error_at;	/* 0 = never */
 } TwoCacheWorkerState;
@@ -175,6 +178,7 @@ extern TimestampTz TwoCacheExpiry(TimestampTz now, int64 ttl_ms);
 extern bool TwoCacheEntryIsLive(const ArcEntry *e, TimestampTz now);
 extern bool TwoCacheLocalDelete(const ArcKey *key);
 extern uint64 TwoCacheFlushLocal(void);
+extern void TwoCacheDeferInvalidation(const ArcKey *key, XLogRecPtr lsn);
 extern text *TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms);
 extern void TwoCacheMGet(int n, const ArcKey *keys, text **values);
 extern void TwoCacheProbe(const ArcKey *key, bool *is_value, int64 *ttl_ms);

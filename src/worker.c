@@ -15,6 +15,19 @@
  * settings and reconnects if the Redis ones changed.  In local mode it only
  * waits for its latch.
  *
+ * On a hot standby, an invalidation from its primary (same system
+ * identifier) can arrive before the WAL that made it true has been replayed:
+ * a fill meanwhile would read the old row.  Such a message carries a WAL
+ * position beyond the replay position; the worker then drops the key from
+ * L1 at once and fences fills of it until replay gets there (pending_lsn in
+ * flight.c), queues the message, and once replay has passed its position
+ * applies it again: in L1, and for a del in L2 too (DEL, and a PUBLISH so
+ * that every server drops what it may have read from there meanwhile).  The
+ * queue lives in the worker: it holds at most WORKER_MAX_DEFERRED messages;
+ * beyond that, the local cache is flushed instead once replay has caught up
+ * (their fills stay fenced, but a stale L2 copy they left is only corrected
+ * by its TTL).
+ *
  * The worker connects to no database (it reads only the shared catalog
  * pg_database, to turn the database name in a message into an OID).  It
  * exits on SIGTERM through the standard die() handler and is restarted by
@@ -33,7 +46,10 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
 #include "catalog/pg_database.h"
+#include "lib/ilist.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -48,6 +64,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "l2.h"
 #include "message.h"
 #include "redis.h"
 #include "twocache.h"
@@ -55,6 +72,9 @@
 #define WORKER_PING_INTERVAL_MS		1000
 #define WORKER_BACKOFF_MIN_MS		100
 #define WORKER_BACKOFF_MAX_MS		10000
+#define WORKER_REPLAY_POLL_MS		10	/* while invalidations wait for replay */
+#define WORKER_MAX_DEFERRED			10000
+#define WORKER_DEFERRED_BATCH		128 /* re-deletes per Redis round trip */
 
 typedef struct WorkerConn
 {
@@ -63,6 +83,22 @@ typedef struct WorkerConn
 	char	   *url;			/* settings connected with */
 	char	   *channel;
 } WorkerConn;
+
+/* An invalidation waiting for WAL replay (see the header comment). */
+typedef struct DeferredInvalidation
+{
+	dlist_node	node;
+	XLogRecPtr	lsn;
+	TcMessageOp op;
+	bool		l1_done;		/* applied again in L1; L2 left to do */
+	ArcKey		key;			/* data points into this allocation */
+	char		dbname[NAMEDATALEN];
+} DeferredInvalidation;
+
+static dlist_head deferred = DLIST_STATIC_INIT(deferred);
+static int	ndeferred = 0;
+static XLogRecPtr deferred_overflow_lsn = InvalidXLogRecPtr;
+static MemoryContext deferred_cxt = NULL;
 
 /* Register the worker (from _PG_init, at preload). */
 void
@@ -110,6 +146,16 @@ state_error(const char *err)
 }
 
 static void
+state_deferred(void)
+{
+	TwoCacheWorkerState *w = &twocache_shared->worker;
+
+	SpinLockAcquire(&w->mutex);
+	w->deferred = ndeferred;
+	SpinLockRelease(&w->mutex);
+}
+
+static void
 worker_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	TwoCacheWorkerState *w = &twocache_shared->worker;
@@ -118,6 +164,7 @@ worker_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	w->pid = 0;
 	w->connected = false;
 	w->subscribed = false;
+	w->deferred = 0;
 	SpinLockRelease(&w->mutex);
 }
 
@@ -289,6 +336,151 @@ database_oid_cached(const char *dbname)
 	return oid;
 }
 
+/*
+ * Must msg wait for WAL replay?  Only on a hot standby, for a message from a
+ * server with our system identifier (our primary, or another standby of
+ * it), holding from a position not replayed yet.  LSNs of other clusters
+ * mean nothing here.
+ */
+static bool
+must_defer(const TcMessage *msg)
+{
+	return msg->lsn != InvalidXLogRecPtr &&
+		msg->sysid == GetSystemIdentifier() &&
+		RecoveryInProgress() &&
+		msg->lsn > GetXLogReplayRecPtr(NULL);
+}
+
+/* Queue msg (for key, in database dbid) until replay passes its lsn. */
+static void
+defer_message(const TcMessage *msg, const ArcKey *key)
+{
+	DeferredInvalidation *d;
+
+	TwoCacheDeferInvalidation(key, msg->lsn);
+	TwoCacheCount(TC_INVALIDATIONS_DEFERRED, 1);
+
+	if (ndeferred >= WORKER_MAX_DEFERRED)
+	{
+		if (XLogRecPtrIsInvalid(deferred_overflow_lsn))
+			ereport(LOG,
+					(errmsg("twocache worker: more than %d invalidations wait for WAL replay; the local cache will be flushed once replay catches up",
+							WORKER_MAX_DEFERRED)));
+		deferred_overflow_lsn = Max(deferred_overflow_lsn, msg->lsn);
+		return;
+	}
+
+	if (deferred_cxt == NULL)
+		deferred_cxt = AllocSetContextCreate(TopMemoryContext,
+											 "twocache deferred invalidations",
+											 ALLOCSET_DEFAULT_SIZES);
+	d = MemoryContextAlloc(deferred_cxt, sizeof(DeferredInvalidation) + key->len);
+	d->lsn = msg->lsn;
+	d->op = msg->op;
+	d->l1_done = false;
+	d->key = *key;
+	d->key.data = (char *) (d + 1);
+	memcpy(d + 1, key->data, key->len);
+	strlcpy(d->dbname, msg->dbname, sizeof(d->dbname));
+	dlist_push_tail(&deferred, &d->node);
+	ndeferred++;
+	state_deferred();
+}
+
+/*
+ * Apply again the queued invalidations whose WAL position has been replayed
+ * (all of them once recovery has ended): in L1, then, for dels, in L2 with
+ * a message to every server.  A del whose L2 part fails stays queued and is
+ * retried on the next call.  Returns whether any remain queued.
+ */
+static bool
+process_deferred(WorkerConn *wc)
+{
+	XLogRecPtr	replayed;
+	DeferredInvalidation *batch[WORKER_DEFERRED_BATCH];
+	int			nbatch = 0;
+	dlist_mutable_iter iter;
+	bool		redis = TwoCacheRedisEnabled();
+
+	if (ndeferred == 0 && XLogRecPtrIsInvalid(deferred_overflow_lsn))
+		return false;
+	replayed = RecoveryInProgress() ? GetXLogReplayRecPtr(NULL) : PG_UINT64_MAX;
+
+	if (!XLogRecPtrIsInvalid(deferred_overflow_lsn) &&
+		deferred_overflow_lsn <= replayed)
+	{
+		uint64		flushed = TwoCacheFlushLocal();
+
+		deferred_overflow_lsn = InvalidXLogRecPtr;
+		ereport(LOG,
+				(errmsg("twocache worker: WAL replay caught up with the invalidations that did not fit the queue; flushed %llu local cache entries",
+						(unsigned long long) flushed)));
+	}
+
+	dlist_foreach_modify(iter, &deferred)
+	{
+		DeferredInvalidation *d = dlist_container(DeferredInvalidation, node, iter.cur);
+
+		if (d->lsn > replayed)
+			continue;
+		if (!d->l1_done)
+		{
+			(void) TwoCacheLocalDelete(&d->key);
+			d->l1_done = true;
+		}
+		if (d->op == TC_MSG_DEL && redis && nbatch < WORKER_DEFERRED_BATCH)
+			batch[nbatch++] = d;
+		else if (d->op != TC_MSG_DEL || !redis)
+		{
+			/* a set's value came from its sender, not from a snapshot here */
+			dlist_delete(&d->node);
+			pfree(d);
+			ndeferred--;
+		}
+	}
+
+	if (nbatch > 0 && wc->cmd != NULL)
+	{
+		TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * 2 * nbatch);
+		redisReply **replies = palloc0(sizeof(redisReply *) * 2 * nbatch);
+		char		err[512];
+		int			i;
+
+		for (i = 0; i < nbatch; i++)
+		{
+			DeferredInvalidation *d = batch[i];
+			size_t		rklen;
+			char	   *rkey = L2KeyName(&d->key, d->dbname, &rklen);
+			int			msglen;
+			char	   *msg = L2Message(&d->key, d->dbname, TC_MSG_DEL, d->lsn, &msglen);
+
+			cmds[2 * i].argc = 0;
+			TwoCacheRedisArg(&cmds[2 * i], "DEL", 3);
+			TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
+			cmds[2 * i + 1].argc = 0;
+			TwoCacheRedisArg(&cmds[2 * i + 1], "PUBLISH", 7);
+			TwoCacheRedisArg(&cmds[2 * i + 1], wc->channel, strlen(wc->channel));
+			TwoCacheRedisArg(&cmds[2 * i + 1], msg, msglen);
+		}
+		if (TwoCacheRedisExec(wc->cmd, 2 * nbatch, cmds, replies,
+							  twocache_redis_timeout, err, sizeof(err)))
+		{
+			TwoCacheRedisFreeReplies(2 * nbatch, replies);
+			TwoCacheCount(TC_INVALIDATIONS_SENT, nbatch);
+			for (i = 0; i < nbatch; i++)
+			{
+				dlist_delete(&batch[i]->node);
+				pfree(batch[i]);
+				ndeferred--;
+			}
+		}
+		else
+			state_error(err);	/* the ping notices if Redis is gone */
+	}
+	state_deferred();
+	return ndeferred > 0 || !XLogRecPtrIsInvalid(deferred_overflow_lsn);
+}
+
 /* Apply one invalidation message from another server. */
 static void
 apply_message(const char *data, size_t len)
@@ -311,7 +503,10 @@ apply_message(const char *data, size_t len)
 			return;				/* no such database here */
 	}
 	TwoCacheKeyInit(&key, dbid, msg.key, msg.keylen);
-	(void) TwoCacheLocalDelete(&key);
+	if (must_defer(&msg))
+		defer_message(&msg, &key);
+	else
+		(void) TwoCacheLocalDelete(&key);
 	TwoCacheCount(TC_INVALIDATIONS_RECEIVED, 1);
 }
 
@@ -406,6 +601,7 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 		long		timeout;
 		int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
 		int			rc;
+		bool		waiting_replay;
 		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
@@ -464,6 +660,9 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 														WORKER_PING_INTERVAL_MS);
 		}
 
+		/* invalidations that were waiting for WAL replay */
+		waiting_replay = process_deferred(&wc);
+
 		/* sleep until a message, the next ping or connect, or the latch */
 		now = GetCurrentTimestamp();
 		if (!TwoCacheRedisEnabled())
@@ -475,6 +674,8 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 		}
 		else
 			timeout = Max(TimestampDifferenceMilliseconds(now, next_connect), 1);
+		if (waiting_replay && (timeout < 0 || timeout > WORKER_REPLAY_POLL_MS))
+			timeout = WORKER_REPLAY_POLL_MS;
 		if (timeout < 0)
 			events &= ~WL_TIMEOUT;
 

@@ -82,7 +82,7 @@ SELECT is(pg_get_function_result('twocache_entries()'::regprocedure),
 SELECT is(pg_get_function_result('twocache_status()'::regprocedure),
 	'record', 'twocache_status returns a record');
 SELECT is(pg_get_function_arguments('twocache_status()'::regprocedure),
-	'OUT mode text, OUT instance_id text, OUT worker_pid integer, OUT redis_connected boolean, OUT subscribed boolean, OUT reconnects bigint, OUT local_flushes bigint, OUT last_error text, OUT last_error_at timestamp with time zone',
+	'OUT mode text, OUT instance_id text, OUT worker_pid integer, OUT redis_connected boolean, OUT subscribed boolean, OUT reconnects bigint, OUT local_flushes bigint, OUT last_error text, OUT last_error_at timestamp with time zone, OUT deferred_invalidations bigint',
 	'twocache_status columns');
 
 -- volatility: everything reads or changes shared state
@@ -136,7 +136,7 @@ SELECT columns_are('twocache_stats', ARRAY[
 	'fetch_errors', 'fetch_waits', 'stale_fills_rejected', 'uncacheable',
 	'too_large', 'evictions', 'expirations', 'invalidations_sent',
 	'invalidations_received', 'redis_errors', 'entries', 'bytes_used',
-	'bytes_total', 'arc_p', 't1', 't2', 'b1', 'b2', 'stats_reset', 'in_flight']);
+	'bytes_total', 'arc_p', 't1', 't2', 'b1', 'b2', 'stats_reset', 'in_flight', 'invalidations_deferred']);
 SELECT col_type_is('twocache_stats', 'l1_hits', 'bigint');
 SELECT col_type_is('twocache_stats', 'redis_errors', 'bigint');
 SELECT col_type_is('twocache_stats', 'bytes_total', 'bigint');

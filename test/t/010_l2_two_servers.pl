@@ -439,7 +439,8 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 		  . chr($m{version} // 1)
 		  . ($m{op} // 'd')
 		  . chr($m{flags} // 0)
-		  . pack('Q>', 0)
+		  . pack('Q>', $m{lsn} // 0)
+		  . pack('Q>', $m{sysid} // 0)
 		  . chr($m{idlen} // length $m{id})
 		  . $m{id}
 		  . chr(length $db)

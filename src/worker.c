@@ -10,8 +10,10 @@
  * a command connection, pinged every second, which tells whether Redis is
  * alive (a paused Redis leaves a subscription silent, not closed).  When
  * either fails, both are dropped and the worker reconnects with capped
- * exponential backoff; whenever the subscription is established it flushes
- * L1, since messages may have been missed meanwhile.  SIGHUP reloads the
+ * exponential backoff.  It flushes L1 when the subscription is lost (what
+ * was cached may be invalidated by messages it will not get) and again
+ * whenever the subscription is established (messages may have been missed
+ * meanwhile).  SIGHUP reloads the
  * settings and reconnects if the Redis ones changed.  In local mode it only
  * waits for its latch.
  *
@@ -159,13 +161,22 @@ static void
 worker_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	TwoCacheWorkerState *w = &twocache_shared->worker;
+	bool		was_subscribed;
 
 	SpinLockAcquire(&w->mutex);
+	was_subscribed = w->subscribed;
 	w->pid = 0;
 	w->connected = false;
 	w->subscribed = false;
 	w->deferred = 0;
 	SpinLockRelease(&w->mutex);
+
+	/* until a new worker subscribes, messages for this server are lost */
+	if (was_subscribed)
+	{
+		LWLockReleaseAll();
+		(void) TwoCacheFlushLocal();
+	}
 }
 
 /* ----------------------------------------------------------------
@@ -173,9 +184,16 @@ worker_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
  * ----------------------------------------------------------------
  */
 
+/*
+ * Drop both connections.  If we were subscribed, flush L1 too: from now on
+ * other servers' messages are lost, so nothing cached before can be trusted
+ * (what is filled meanwhile is flushed again when we resubscribe).
+ */
 static void
 disconnect(WorkerConn *wc)
 {
+	bool		was_subscribed = (wc->url != NULL);
+
 	if (wc->sub != NULL)
 		TwoCacheRedisFree(wc->sub);
 	if (wc->cmd != NULL)
@@ -189,6 +207,14 @@ disconnect(WorkerConn *wc)
 	wc->url = NULL;
 	wc->channel = NULL;
 	state_set(false, false);
+	if (was_subscribed)
+	{
+		uint64		flushed = TwoCacheFlushLocal();
+
+		ereport(LOG,
+				(errmsg("twocache worker unsubscribed; flushed %llu local cache entries",
+						(unsigned long long) flushed)));
+	}
 }
 
 /*

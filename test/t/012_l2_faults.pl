@@ -1,5 +1,7 @@
-# Redis trouble (SPEC.md sections 4 and 5): with Redis stopped, reads still
-# answer (from L1 or by fetching) and writes apply locally with a WARNING,
+# Redis trouble (SPEC.md sections 4 and 5): when the worker loses the
+# subscription it flushes L1 (other servers' messages will be missed); with
+# Redis stopped, reads still answer (from L1 or by fetching) and writes
+# apply locally with a WARNING,
 # every call within twocache.redis_timeout plus a margin; when Redis comes
 # back the worker resubscribes and flushes L1, and backends use Redis again
 # after twocache.redis_retry_interval.  With Redis hung (SIGSTOP) calls stay
@@ -139,7 +141,12 @@ FROM twocache_status()}),
 	'stopped: the worker reports the lost connection');
 note 'last_error: ' . status($node, 'last_error');
 my $e0 = $node->safe_psql('postgres', 'SELECT redis_errors FROM twocache_stats');
+is(in_l1($node, 'warm'), 'f', 'stopped: the worker flushed L1 when it lost the subscription');
+is(bg_value($bg, q{SELECT coalesce(twocache_get('warm'), '<null>')}), '<null>',
+	'stopped: so warm, cached before, is not served any more');
 
+# What is written or fetched now is cached in L1 and served from there.
+write_warns($node, q{SELECT twocache_set('warm', 'w1')}, 'true', 'stopped: set');
 read_ok($node, q{SELECT twocache_get('warm')}, 'w1', 'stopped: get from L1');
 read_ok($node, q{SELECT twocache_get('fresh', 'SELECT ''f''')}, 'f', 'stopped: get with a fetch');
 is(in_l1($node, 'fresh'), 't', 'stopped: the fetched value is cached in L1');
@@ -153,7 +160,7 @@ read_ok($node, q{SELECT twocache_exists('nokey')}, 'false', 'stopped: exists, ab
 read_ok($node, q{SELECT twocache_ttl('warm')}, '-1', 'stopped: ttl, in L1');
 read_ok($node, q{SELECT twocache_ttl('nokey')}, '-2', 'stopped: ttl, absent');
 
-write_warns($node, q{SELECT twocache_set('warm', 'w2')}, 'true', 'stopped: set');
+write_warns($node, q{SELECT twocache_set('warm', 'w2')}, 'true', 'stopped: set again');
 is($node->safe_psql('postgres', q{SELECT twocache_get('warm')}), 'w2',
 	'stopped: the set applied to L1');
 write_warns($node, q{SELECT twocache_del('fresh')}, 'true', 'stopped: del');
@@ -208,6 +215,10 @@ is(in_l1($node, 'bgkey'), 'f', 'restarted: L1 was flushed (bgkey)');
 is($node->safe_psql('postgres', q{SELECT twocache_set('pz', 'p1')}), 't', 'set pz');
 is(bg_value($bg, q{SELECT twocache_get('pz')}), 'p1', 'the long-lived session reads pz');
 $redis->pause;
+ok(poll($node, q{SELECT NOT subscribed FROM twocache_status()}),
+	'hung: the worker notices (PING timeout)');
+is(in_l1($node, 'pz'), 'f', 'hung: and flushed L1');
+write_warns($node, q{SELECT twocache_set('pz', 'p1')}, 'true', 'hung: set pz again');
 
 read_ok($node, q{SELECT twocache_get('pz')}, 'p1', 'hung: get from L1');
 read_ok($node, q{SELECT twocache_get('pnew', 'SELECT ''pf''')}, 'pf', 'hung: get with a fetch');

@@ -170,6 +170,11 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 	}
 	PG_END_TRY();
 
+	if (ret == SPI_ERROR_TRANSACTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("fetch query cannot control transactions"),
+				 errhint("Use a query that only reads: no COMMIT, ROLLBACK or SAVEPOINT.")));
 	if (ret < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -106,7 +106,9 @@ regress_suite()
 	count_regress "$dir/run.log" "$name"
 	if [ $rc -ne 0 ]; then
 		[ -f "$dir/regression.diffs" ] && head -200 "$dir/regression.diffs"
-		[ "$(grep -cE '\.\.\. (ok|FAILED|failed)' "$dir/run.log")" -eq 0 ] && total_fail=$((total_fail + 1))
+		# a failed run with no failed test (a diff that could not run, an
+		# aborted suite) is a failure too
+		[ "$(grep -cE '\.\.\. (FAILED|failed)|^not ok ' "$dir/run.log")" -eq 0 ] && total_fail=$((total_fail + 1))
 	fi
 }
 

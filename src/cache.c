@@ -73,8 +73,8 @@ TwoCacheExpiry(TimestampTz now, int64 ttl_ms)
 	if (ttl_ms == 0)
 		return 0;
 	if (pg_mul_s64_overflow(ttl_ms, 1000, &us) ||
-		pg_add_s64_overflow(now, us, &result) || result >= DT_NOEND)
-		return DT_NOEND - 1;
+		pg_add_s64_overflow(now, us, &result) || result >= END_TIMESTAMP)
+		return END_TIMESTAMP - 1;
 	return result;
 }
 

@@ -20,6 +20,7 @@ OBJS = \
 	src/fetch.o \
 	src/cache.o \
 	src/redis.o \
+	src/redis_url.o \
 	src/message.o \
 	src/l2.o \
 	src/worker.o \

@@ -132,6 +132,8 @@ TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
 		return false;
 	memcpy(msg->instance_id, p, n);
 	msg->instance_id[n] = '\0';
+	if (memchr(msg->instance_id, '\0', n) != NULL)
+		return false;
 	p += n;
 
 	/* database name */

@@ -29,7 +29,7 @@ PG_CONFIG=${PG_CONFIG:-pg_config}
 if [ "$(id -u)" = 0 ] && [ -z "${TWOCACHE_TEST_CHILD:-}" ]; then
 	user=${TWOCACHE_TEST_USER:-postgres}
 	work=$(mktemp -d /tmp/twocache-test.XXXXXX)
-	tar -C "$root" --exclude=./.git --exclude=./test/output -cf - . | tar -C "$work" -xf -
+	tar -C "$root" --exclude=./.git --exclude=./test/output --exclude=./fuzz/build -cf - . | tar -C "$work" -xf -
 	chown -R "$user" "$work"
 	chmod 755 "$work"
 	echo "running tests as $user in $work"

@@ -1,0 +1,737 @@
+# Consistency checker (SPEC.md sections 4 and 5): a realistic workload of
+# concurrent readers and writers on three servers sharing one Redis, with
+# Redis restarted at random moments, checked for stale cached values.
+#
+# Topology.  A primary, a streaming hot standby of it and an independent
+# server, all on one Redis, each with its own twocache.instance_id, all
+# using database "postgres", so that they cache every key under the same
+# Redis key db:postgres:row:<k> and read each other's values from L2.  Each
+# server reads table src(id int primary key, v text): the standby the
+# primary's rows through WAL, the independent server a copy of its own that
+# the writers keep equal to the primary's.  A value is '<k>:<version>', and
+# the version of a row only ever increases.
+#
+# Writers (WRITERS sessions on the primary and on the independent server).
+# One step updates one row k on both, each in a transaction of its own that
+# deletes the key before it commits:
+#
+#   primary:     BEGIN; UPDATE src SET v = <k>:<version + 1> WHERE id = k
+#                RETURNING v; SELECT twocache_del('row:<k>'); COMMIT;
+#   independent: BEGIN; UPDATE src SET v = <that value> WHERE id = k
+#                AND <its version> < <that version>;
+#                SELECT twocache_del('row:<k>'); COMMIT;
+#
+# The primary picks the version (under the row lock, so concurrent writers of
+# one key commit increasing versions); the guard keeps the copy's versions
+# increasing too when two writers of one key reach it in the other order.
+# Between the two commits the independent server may legitimately put the
+# previous version in L2, where the primary finds it: that window is part of
+# the protocol (the second transaction's delete closes it).  One step in ten
+# is a cache-only twocache_del of a random key on a random server (the
+# standby too).  A twocache_del that cannot reach Redis applies locally and
+# warns, and other servers keep their copies (README "When Redis fails"):
+# as the warning's hint says, the writer deletes the key again, at each
+# later step, until a delete goes through without a warning.
+#
+# Readers (READERS sessions per server) call probe(), a PL/pgSQL function
+# that, for BATCH random keys (half of them among the HOT first ones), reads
+# the row from the table and then calls
+# twocache_get('row:<k>', 'SELECT v FROM src WHERE id = <k>').  Each
+# statement takes a new snapshot, so the table read sees every version
+# committed (on the standby: replayed) before the cache read began.  A read
+# is STALE when the cached version is lower than the table version read just
+# before it on the same server; its staleness is the time from the commit of
+# the first newer version (on the primary for the primary and the standby,
+# on the independent server for itself) to the start of the read.  A cached
+# value that is not '<k>:<number>' for the key read is BAD.
+#
+# The run is a series of intervals of CHECK_EVERY seconds, each followed by a
+# checkpoint.  In each interval but the last, with probability RESTART_PROB,
+# Redis is stopped and started again on its port at a random moment of the
+# first RESTART_SPAN of the interval, down for 50 ms to OUTAGE_MAX seconds
+# plus the time to stop and start it.  The rest of the interval is quiet, so
+# that what a restart does not explain has time to show at the checkpoint
+# (a restart flushes every L1 and empties Redis, hiding earlier damage).
+#
+# Hard assertions:
+# - at every checkpoint (every CHECK_EVERY seconds and at the end): with the
+#   writers paused (readers go on reading) and their failed deletes re-sent,
+#   Redis up and every worker subscribed, the standby's replay caught up
+#   with the primary's current WAL position and a settle delay of SETTLE
+#   seconds: every server's twocache_get of every key equals the table on
+#   that server, every value in Redis ('v' + value; 'n' would be a
+#   placeholder) equals the table, and the three tables are equal;
+# - during the run: no BAD value, no ERROR other than a standby's recovery
+#   conflict, and bounded staleness.  Let an outage last D seconds (from the
+#   stop to the start answering PING).  The workers lose their subscription
+#   at the stop and retry after 0.1, 0.3, 0.7, 1.5, 3.1 ... s (backoff
+#   100 ms doubling), so they resubscribe, and flush L1, within 2D + 0.1 s
+#   of the stop; a writer's failed delete goes through once its backend's
+#   twocache.redis_retry_interval (500 ms) has passed after Redis is back.
+#   A stale read is "after a restart" when the newer version committed
+#   between RESTART_BEFORE s before a stop and 2D + RESTART_AFTER s after
+#   it: its staleness is at most 2D + 1.1 s, asserted as at most
+#   2 x (longest D) + BOUND_RESTART_EXTRA.  Other stale reads are "quiet":
+#   they come only from the windows above (between the two commits of one
+#   step, message delivery, WAL replay on the standby), asserted as at most
+#   BOUND_QUIET.  Both bounds leave seconds of slack for a loaded machine.
+#   A standby that caches a row from a snapshot older than an invalidation
+#   it has already received keeps it until the key is written again: that
+#   shows as staleness beyond these bounds, and at the next checkpoint.
+#
+# Short form (make test): SHORT_SECONDS of workload.  Long form (make
+# stress): TWOCACHE_STRESS_SECONDS.  Checkpoints add a few seconds each.
+# The report (diag) gives reads, writes, restarts, checkpoints and staleness
+# per server, and the longest stale reads.
+use strict;
+use warnings;
+
+use IPC::Run;
+use List::Util qw(min);
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(time usleep);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use TwoCacheRedis;
+use TwoCacheTest;
+
+my $SHORT_SECONDS = 20;
+my $long = ($ENV{TWOCACHE_STRESS_SECONDS} // 0) > 0;
+my $DURATION = $long ? $ENV{TWOCACHE_STRESS_SECONDS} : $SHORT_SECONDS;
+my $CHECK_EVERY = $long ? 10 : 6;    # seconds of workload between checkpoints
+my $RESTART_PROB = $long ? 0.8 : 1;  # chance of a Redis restart in an interval
+my $RESTART_SPAN = 0.4;              # ... in the first 40% of the interval
+my $OUTAGE_MAX = 1.0;                # longest Redis outage, s
+my $SETTLE = 1.0;                    # checkpoint settle delay, s
+my $NKEYS = 200;
+my $HOT = 20;
+my $READERS = 2;                     # reader sessions per server
+my $WRITERS = 2;
+my $BATCH = 20;                      # keys read per probe() call
+my $WRITE_PAUSE_MS = 10;             # writers sleep 0..this between steps
+my $BOUND_QUIET = 2.0;               # s
+my $BOUND_RESTART_EXTRA = 3.5;       # s, on top of 2 x the longest outage
+my ($RESTART_BEFORE, $RESTART_AFTER) = (0.5, 1.6);    # s
+
+my $seed = $ENV{TWOCACHE_STRESS_SEED} // int(time * 1000) % 1_000_000;
+srand($seed);
+note "seed $seed (TWOCACHE_STRESS_SEED reproduces the schedule, not the interleaving)";
+
+# Local helpers.  Everything a child process needs is defined before the
+# children are forked.
+
+# ---------------------------------------------------------------------
+# A psql session driven through pipes: query() sends SQL and returns its
+# standard output and standard error, restarting psql if it died.  Unlike
+# BackgroundPsql it logs nothing per query and times each query on its own.
+# ---------------------------------------------------------------------
+package TcSession
+{
+	sub new
+	{
+		my ($class, $node, $appname) = @_;
+		my $self = bless { node => $node, appname => $appname, n => 0 }, $class;
+		$self->_start;
+		return $self;
+	}
+
+	sub _start
+	{
+		my ($self) = @_;
+		@$self{qw(in out err)} = ('', '', '');
+		$self->{timer} = IPC::Run::timeout(120);
+		$self->{h} = IPC::Run::start(
+			[
+				$self->{node}->installed_command('psql'), '-XAtq', '-d',
+				$self->{node}->connstr('postgres') . " application_name=$self->{appname}",
+				'-f', '-'
+			],
+			'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err},
+			$self->{timer});
+		return;
+	}
+
+	# (stdout, stderr); stderr 'SESSION LOST: ...' if psql exited or hung.
+	sub query
+	{
+		my ($self, $sql, $timeout) = @_;
+		my $b = '__tc_done_' . ++$self->{n} . '__';
+		$self->{in} .= "$sql\n;\n\\echo $b\n\\warn $b\n";
+		$self->{timer}->start($timeout // 120);
+		my $ok = eval {
+			$self->{h}->pump
+			  until $self->{out} =~ /\Q$b\E\n/ && $self->{err} =~ /\Q$b\E\n/;
+			1;
+		};
+		if (!$ok)
+		{
+			my $why = $@;
+			my $err = "SESSION LOST: $why; stderr: $self->{err}";
+			eval { $self->{h}->kill_kill; };
+			$self->_start;
+			return ('', $err);
+		}
+		(my $out = $self->{out}) =~ s/\Q$b\E\n//;
+		(my $err = $self->{err}) =~ s/\Q$b\E\n//;
+		chomp $out;
+		@$self{qw(out err)} = ('', '');
+		return ($out, $err);
+	}
+
+	sub close
+	{
+		my ($self) = @_;
+		$self->{in} .= "\\q\n";
+		eval { $self->{timer}->start(10); $self->{h}->finish; 1 }
+		  or eval { $self->{h}->kill_kill; };
+		return;
+	}
+}
+
+package main;
+
+my $dir = PostgreSQL::Test::Utils::tempdir('consistency');
+my $parent = $$;
+
+sub pick_key
+{
+	return rand() < 0.5 ? 1 + int(rand($HOT)) : 1 + int(rand($NKEYS));
+}
+
+sub flag { return -e "$dir/$_[0]"; }
+
+sub touch
+{
+	open(my $fh, '>', "$dir/$_[0]") or die "$dir/$_[0]: $!";
+	close $fh;
+	return;
+}
+
+sub stopping { return flag('stop') || getppid() != $parent; }
+
+# ---------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------
+my $redis = TwoCacheRedis->new;
+
+my $TABLE_SQL = qq{
+CREATE TABLE src (id int PRIMARY KEY, v text NOT NULL);
+INSERT INTO src SELECT i, i || ':0' FROM generate_series(1, $NKEYS) i;
+CREATE FUNCTION probe(n int, hot int, nkeys int)
+RETURNS TABLE (k int, t0 float8, tbl text, cached text)
+LANGUAGE plpgsql VOLATILE AS \$\$
+BEGIN
+	FOR i IN 1 .. n LOOP
+		k := CASE WHEN random() < 0.5 THEN 1 + floor(random() * hot)
+				  ELSE 1 + floor(random() * nkeys) END;
+		t0 := extract(epoch FROM clock_timestamp());
+		SELECT s.v INTO tbl FROM src s WHERE s.id = k;
+		cached := twocache_get('row:' || k, 'SELECT v FROM src WHERE id = ' || k);
+		RETURN NEXT;
+	END LOOP;
+END
+\$\$;
+};
+
+my $primary = l2_node('primary', $redis,
+	allows_streaming => 1,
+	conf => "twocache.instance_id = 'primary'");
+$primary->safe_psql('postgres', $TABLE_SQL);
+$primary->backup('b1');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'b1', has_streaming => 1);
+$standby->append_conf('postgresql.conf', "twocache.instance_id = 'standby'");
+$standby->start;
+my $indep = l2_node('indep', $redis, conf => "twocache.instance_id = 'indep'");
+$indep->safe_psql('postgres', $TABLE_SQL);
+$primary->wait_for_catchup($standby);
+
+my %node = (primary => $primary, standby => $standby, indep => $indep);
+my @SERVERS = qw(primary standby indep);
+foreach my $name (@SERVERS)
+{
+	ok(poll($node{$name}, 'SELECT subscribed FROM twocache_status()'),
+		"$name: the worker subscribes");
+}
+is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't',
+	'the standby is in recovery');
+
+{
+	my $pg_config = $ENV{PG_CONFIG} // 'pg_config';
+	my $so = `$pg_config --pkglibdir`;
+	chomp $so;
+	note 'twocache.so: ' . `md5sum $so/twocache.so`;
+}
+
+# ---------------------------------------------------------------------
+# Children
+# ---------------------------------------------------------------------
+my @kids;
+
+sub spawn
+{
+	my ($name, $code) = @_;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		# The child: no TAP, no END blocks (they would stop the servers).
+		untie *STDOUT;
+		untie *STDERR;
+		open(STDOUT, '>>', "$dir/$name.out");
+		open(STDERR, '>&', \*STDOUT);
+		open(my $log, '>', "$dir/$name.log") or POSIX::_exit(2);
+		srand($seed ^ $$);
+		my $ok = eval { $code->($log); 1 };
+		print STDOUT "died: $@\n" unless $ok;
+		close $log;
+		close STDOUT;
+		POSIX::_exit($ok ? 0 : 1);
+	}
+	push @kids, { pid => $pid, name => $name };
+	return;
+}
+
+# Reader: log lines
+#   S <server> <t0> <k> <cached version> <table version>   a stale read
+#   B <server> <t0> <k> <cached value>                     a bad value
+#   E <server> <message>                                   an error
+#   T <server> <reads> <errors> <recovery conflicts>       totals
+sub reader
+{
+	my ($server, $i, $log) = @_;
+	my $s = TcSession->new($node{$server}, "tc_reader_${server}_$i");
+	my ($reads, $errors, $conflicts) = (0, 0, 0);
+	until (stopping())
+	{
+		my ($out, $err) = $s->query("SELECT k, t0, tbl, cached FROM probe($BATCH, $HOT, $NKEYS)", 60);
+		if ($err =~ /ERROR|FATAL|SESSION LOST/)
+		{
+			if ($server eq 'standby' && $err =~ /conflict with recovery/)
+			{
+				$conflicts++;
+			}
+			else
+			{
+				$errors++;
+				(my $e = $err) =~ s/\n/ /g;
+				print $log "E $server $e\n";
+			}
+			next;
+		}
+		foreach my $line (split /\n/, $out)
+		{
+			my ($k, $t0, $tbl, $cached) = split /\|/, $line, 4;
+			$reads++;
+			my ($tv) = $tbl =~ /^\Q$k\E:(\d+)$/;
+			if (!defined $tv)
+			{
+				print $log "E $server table row $k is '$tbl'\n";
+				$errors++;
+				next;
+			}
+			if ($cached !~ /^(\d+):(\d+)$/ || $1 != $k)
+			{
+				print $log "B $server $t0 $k '$cached'\n";
+				next;
+			}
+			print $log "S $server $t0 $k $2 $tv\n" if $2 < $tv;
+		}
+	}
+	print $log "T $server $reads $errors $conflicts\n";
+	$s->close;
+	return;
+}
+
+# Writer: log lines
+#   C <p|i> <k> <version> <time>   the version committed, after COMMIT returned
+#   E <message>                    an error
+#   T <steps> <dels> <warned> <resent> <errors>
+sub writer
+{
+	my ($w, $log) = @_;
+	my %s = (
+		p => TcSession->new($primary, "tc_writer_p_$w"),
+		i => TcSession->new($indep, "tc_writer_i_$w"),
+		s => TcSession->new($standby, "tc_writer_s_$w"));
+	my ($steps, $dels, $warned, $resent, $errors) = (0, 0, 0, 0, 0);
+	my %redo;    # "<server> <k>": a delete that did not reach Redis
+
+	my $run = sub {
+		my ($srv, $sql) = @_;
+		my ($out, $err) = $s{$srv}->query($sql, 60);
+		if ($err =~ /ERROR|FATAL|SESSION LOST/)
+		{
+			$errors++;
+			(my $e = $err) =~ s/\n/ /g;
+			print $log "E $srv $e\n";
+		}
+		return ($out, $err);
+	};
+	# Send failed deletes again; true when none is left.
+	my $resend = sub {
+		foreach my $r (sort keys %redo)
+		{
+			my ($srv, $k) = split / /, $r;
+			my (undef, $err) = $run->($srv, "SELECT twocache_del('row:$k')");
+			next if $err =~ /WARNING|ERROR|FATAL|SESSION LOST/;
+			delete $redo{$r};
+			$resent++;
+		}
+		return !%redo;
+	};
+
+	until (stopping())
+	{
+		if (flag('pause'))
+		{
+			until ($resend->() || stopping()) { usleep(100_000); }
+			touch("paused.$w");
+			usleep(20_000) while flag('pause') && !stopping();
+			unlink "$dir/paused.$w";
+			next;
+		}
+		$resend->() if %redo;
+
+		if (rand() < 0.1)
+		{
+			my $srv = (qw(p i s))[ int(rand(3)) ];
+			my $k = pick_key();
+			$run->($srv, "SELECT twocache_del('row:$k')");
+			$dels++;
+		}
+		else
+		{
+			my $k = pick_key();
+			my ($out, $err) = $run->('p', qq{BEGIN;
+UPDATE src SET v = id || ':' || (split_part(v, ':', 2)::int + 1) WHERE id = $k RETURNING v;
+SELECT twocache_del('row:$k');
+COMMIT;});
+			my $t = time;
+			my ($val) = split /\n/, $out;
+			if (defined $val && $val =~ /^\Q$k\E:(\d+)$/ && $err !~ /ERROR/)
+			{
+				my $ver = $1;
+				printf $log "C p %d %d %.6f\n", $k, $ver, $t;
+				if ($err =~ /WARNING/) { $redo{"p $k"} = 1; $warned++; }
+				($out, $err) = $run->('i', qq{BEGIN;
+UPDATE src SET v = '$val' WHERE id = $k AND split_part(v, ':', 2)::int < $ver RETURNING v;
+SELECT twocache_del('row:$k');
+COMMIT;});
+				$t = time;
+				printf $log "C i %d %d %.6f\n", $k, $ver, $t
+				  if $out =~ /^\Q$val\E\n/ && $err !~ /ERROR/;
+				if ($err =~ /WARNING/) { $redo{"i $k"} = 1; $warned++; }
+			}
+			$steps++;
+		}
+		usleep(int(rand($WRITE_PAUSE_MS * 1000)));
+	}
+	$resend->();
+	print $log "T $steps $dels $warned $resent $errors\n";
+	$_->close foreach values %s;
+	return;
+}
+
+# ---------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------
+my ($checkpoints, $checkpoints_ok) = (0, 0);
+
+# id => v of the table on $node
+sub table
+{
+	my ($node) = @_;
+	return { map { split /\|/, $_, 2 }
+		  split /\n/, $node->safe_psql('postgres', 'SELECT id, v FROM src ORDER BY id') };
+}
+
+# Differences between two id => v maps, at most 20 shown.
+sub differences
+{
+	my ($a, $b) = @_;
+	my @d = map { "$_: " . ($a->{$_} // 'none') . ' vs ' . ($b->{$_} // 'none') }
+	  grep { ($a->{$_} // '') ne ($b->{$_} // '') } 1 .. $NKEYS;
+	return '' unless @d;
+	return scalar(@d) . ' differ: ' . join(', ', @d[ 0 .. ($#d < 19 ? $#d : 19) ]);
+}
+
+sub checkpoint
+{
+	my ($label) = @_;
+	my $t0 = time;
+	my $ok = 1;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	$checkpoints++;
+
+	# Redis up (the parent restarts it only between checkpoints) and every
+	# worker subscribed again after the last restart.
+	foreach my $name (@SERVERS)
+	{
+		$ok &= ok(poll($node{$name}, 'SELECT subscribed FROM twocache_status()'),
+			"$label: $name subscribed");
+	}
+
+	touch('pause');
+	my $deadline = time + 60;
+	usleep(20_000) until (grep { flag("paused.$_") } 1 .. $WRITERS) == $WRITERS || time > $deadline;
+	$ok &= ok((grep { flag("paused.$_") } 1 .. $WRITERS) == $WRITERS,
+		"$label: writers paused, their failed deletes re-sent");
+
+	my $lsn = $primary->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	$ok &= ok(poll($standby, "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn"),
+		"$label: the standby replayed up to $lsn");
+	usleep($SETTLE * 1e6);
+
+	my $tp = table($primary);
+	$ok &= is(differences(table($standby), $tp), '', "$label: the standby's table equals the primary's");
+	$ok &= is(differences(table($indep), $tp), '',
+		"$label: the independent server's table equals the primary's");
+
+	# L2 as it stands, before the reads below fill it again
+	my $l2 = $redis->command('MGET', map { "db:postgres:row:$_" } 1 .. $NKEYS);
+	my %l2;
+	for my $k (1 .. $NKEYS)
+	{
+		my $r = $l2->[ $k - 1 ];
+		$l2{$k} = defined $r ? $r : 'v' . $tp->{$k};
+	}
+	my %want = map { $_ => 'v' . $tp->{$_} } 1 .. $NKEYS;
+	$ok &= is(differences(\%l2, \%want), '', "$label: every value in Redis equals the table");
+
+	foreach my $name (@SERVERS)
+	{
+		my $got = $node{$name}->safe_psql(
+			'postgres', q{
+SELECT string_agg(id || ': ' || coalesce(c, 'NULL') || ' vs ' || v, ', ' ORDER BY id)
+FROM (SELECT id, v, twocache_get('row:' || id, 'SELECT v FROM src WHERE id = ' || id) c
+	  FROM src) x
+WHERE c IS DISTINCT FROM v});
+		$ok &= is($got, '', "$label: $name: twocache_get of every key equals its table");
+	}
+
+	unlink "$dir/pause";
+	$checkpoints_ok++ if $ok;
+	note sprintf('%s took %.1f s', $label, time - $t0);
+	return;
+}
+
+# ---------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------
+foreach my $name (@SERVERS)
+{
+	for my $i (1 .. $READERS)
+	{
+		spawn("reader_${name}_$i", sub { reader($name, $i, $_[0]) });
+	}
+}
+for my $w (1 .. $WRITERS)
+{
+	spawn("writer_$w", sub { writer($w, $_[0]) });
+}
+
+my @outages;    # [stop time, start time]
+my $t_start = time;
+my $intervals = int($DURATION / $CHECK_EVERY + 0.5) || 1;
+my $checkpoint_seconds = 0;
+for my $i (1 .. $intervals)
+{
+	my $t_interval = time;
+	if ($i < $intervals && rand() < $RESTART_PROB)
+	{
+		usleep(int(1e6 * rand($RESTART_SPAN * $CHECK_EVERY)));
+		my $t_stop = time;
+		$redis->stop;
+		usleep(int(1e6 * (0.05 + rand($OUTAGE_MAX - 0.05))));
+		$redis->start;
+		push @outages, [ $t_stop, time ];
+	}
+	my $left = $t_interval + $CHECK_EVERY - time;
+	usleep(int(1e6 * $left)) if $left > 0;
+	my $t_check = time;
+	checkpoint($i == $intervals
+		? 'final checkpoint'
+		: sprintf('checkpoint %d at %.0f s', $i, $t_check - $t_start));
+	$checkpoint_seconds += time - $t_check;
+}
+my $run_seconds = time - $t_start;
+
+touch('stop');
+foreach my $kid (@kids)
+{
+	my $deadline = time + 60;
+	usleep(50_000) while waitpid($kid->{pid}, WNOHANG) == 0 && time < $deadline;
+	if (kill(0, $kid->{pid}))
+	{
+		kill 'KILL', $kid->{pid};
+		waitpid($kid->{pid}, 0);
+		fail("$kid->{name} exited in time");
+	}
+	elsif ($? != 0)
+	{
+		fail("$kid->{name} exited with status $?");
+		diag slurp_file("$dir/$kid->{name}.out");
+	}
+}
+
+# ---------------------------------------------------------------------
+# Analysis
+# ---------------------------------------------------------------------
+my %commit;    # {p|i}{k}{version} = time the COMMIT returned
+my (%reads, %errors, %conflicts, %bad, @errlines);
+my ($steps, $dels, $warned, $resent, $werrors) = (0, 0, 0, 0, 0);
+
+sub read_log
+{
+	my ($kid, $each) = @_;
+	open(my $fh, '<', "$dir/$kid->{name}.log") or die "$kid->{name}.log: $!";
+	while (my $line = <$fh>)
+	{
+		chomp $line;
+		$each->($line, split / /, $line);
+	}
+	close $fh;
+	return;
+}
+
+# Writers first: the staleness of a read needs the commit times.
+foreach my $kid (grep { $_->{name} =~ /^writer/ } @kids)
+{
+	read_log(
+		$kid,
+		sub {
+			my ($line, @f) = @_;
+			if ($f[0] eq 'C') { $commit{ $f[1] }{ $f[2] }{ $f[3] } = $f[4]; }
+			elsif ($f[0] eq 'E') { push @errlines, "writer $kid->{name}: $line"; }
+			elsif ($f[0] eq 'T')
+			{
+				$steps += $f[1];
+				$dels += $f[2];
+				$warned += $f[3];
+				$resent += $f[4];
+				$werrors += $f[5];
+			}
+		});
+}
+
+# Staleness (ms) of the stale reads, by server and by quiet (0) or after a
+# restart (1); episodes: distinct (server, key, cached version).
+my (%ms, %episodes, @worst);
+foreach my $kid (grep { $_->{name} =~ /^reader/ } @kids)
+{
+	read_log(
+		$kid,
+		sub {
+			my ($line, @f) = @_;
+			if ($f[0] eq 'S')
+			{
+				my (undef, $server, $t0, $k, $cv, $tv) = @f;
+				my $src = $server eq 'indep' ? 'i' : 'p';
+				# The first newer version committed before any later one;
+				# the earliest recorded time of a version in (cv, tv] is the
+				# tightest bound on its commit.
+				my @t = grep { defined } map { $commit{$src}{$k}{$_} } $cv + 1 .. $tv;
+				my $tc = @t ? min(@t) : $t_start;
+				my $ms = 1000 * ($t0 > $tc ? $t0 - $tc : 0);
+				my $restart =
+				  (grep {
+						  $tc >= $_->[0] - $RESTART_BEFORE
+						  && $tc <= $_->[0] + 2 * ($_->[1] - $_->[0]) + $RESTART_AFTER
+				  } @outages) ? 1 : 0;
+				push @{ $ms{$server}[$restart] }, $ms;
+				$episodes{$server}[$restart]{"$k $cv"} = 1;
+				if (@worst < 10 || $ms > $worst[-1][0])
+				{
+					@worst = (sort { $b->[0] <=> $a->[0] }
+						  @worst, [ $ms, $server, $k, $t0, $cv, $tv, $restart ]);
+					splice(@worst, 10) if @worst > 10;
+				}
+			}
+			elsif ($f[0] eq 'B') { $bad{ $f[1] }++; push @errlines, "reader: $line"; }
+			elsif ($f[0] eq 'E') { push @errlines, "reader: $line"; }
+			elsif ($f[0] eq 'T')
+			{
+				$reads{ $f[1] } += $f[2];
+				$errors{ $f[1] } += $f[3];
+				$conflicts{ $f[1] } += $f[4];
+			}
+		});
+}
+
+sub pct
+{
+	my ($p, $v) = @_;
+	return 0 unless $v && @$v;
+	my @v = sort { $a <=> $b } @$v;
+	return $v[ int($p * $#v + 0.999) ];
+}
+
+my $commits_p = 0;
+my $commits_i = 0;
+$commits_p += keys %$_ foreach values %{ $commit{p} // {} };
+$commits_i += keys %$_ foreach values %{ $commit{i} // {} };
+my @downs = sort { $a <=> $b } map { $_->[1] - $_->[0] } @outages;
+my $bound_restart = 2 * ($downs[-1] // 0) + $BOUND_RESTART_EXTRA;
+my @report = (
+	sprintf('consistency checker, %s form: %.0f s of workload (%.0f s of it paused at checkpoints), seed %d',
+		$long ? 'long' : 'short', $run_seconds, $checkpoint_seconds, $seed),
+	sprintf('writes: %d update steps (%d commits on the primary, %d applied on the independent server), '
+		  . '%d cache-only dels, %d dels warned and %d re-sent, %d writer errors',
+		$steps, $commits_p, $commits_i, $dels, $warned, $resent, $werrors),
+	sprintf('Redis restarts: %d (down %.2f-%.2f s); bounds: quiet %.1f s, after a restart %.1f s',
+		scalar(@outages), @downs ? ($downs[0], $downs[-1]) : (0, 0), $BOUND_QUIET, $bound_restart),
+	sprintf('checkpoints: %d of %d passed', $checkpoints_ok, $checkpoints),
+	'stale reads (episodes = distinct key and cached version), staleness max and p99:',
+	sprintf('%-8s %9s %6s %5s %5s | %-30s | %-30s', 'server', 'reads', 'errors', 'confl', 'bad',
+		'quiet: reads (episodes) max p99', 'after a restart: same'));
+my %max;
+foreach my $name (@SERVERS)
+{
+	my ($q, $r) = @{ $ms{$name} // [] };
+	my ($qe, $re) = map { scalar keys %{ $_ // {} } } @{ $episodes{$name} // [] }[ 0, 1 ];
+	$max{$name} = [ pct(1, $q), pct(1, $r) ];
+	my $st = $node{$name}->safe_psql('postgres',
+		q{SELECT format('L1 hits %s, L2 hits %s, fetches %s, stale fills rejected %s, messages received %s, redis errors %s',
+		  l1_hits, l2_hits, fetches, stale_fills_rejected, invalidations_received, redis_errors) FROM twocache_stats});
+	my $ss = $node{$name}->safe_psql('postgres',
+		q{SELECT format('reconnects %s, L1 flushes %s', reconnects, local_flushes) FROM twocache_status()});
+	push @report,
+	  sprintf('%-8s %9d %6d %5d %5d | %6d (%5d) %6.0fms %6.0fms | %6d (%5d) %6.0fms %6.0fms',
+		$name, $reads{$name} // 0, $errors{$name} // 0, $conflicts{$name} // 0, $bad{$name} // 0,
+		scalar(@{ $q // [] }), $qe // 0, pct(1, $q), pct(0.99, $q),
+		scalar(@{ $r // [] }), $re // 0, pct(1, $r), pct(0.99, $r)),
+	  "         $st; $ss";
+}
+diag join("\n", @report);
+diag "longest stale reads:\n" . join(
+	"\n",
+	map {
+		my ($ms, $server, $k, $t0, $cv, $tv, $restart) = @$_;
+		sprintf('  %s row:%d at +%.3f s: cached %d, table %d, stale %.0f ms%s',
+			$server, $k, $t0 - $t_start, $cv, $tv, $ms, $restart ? ' (after a restart)' : '')
+	} @worst) if @worst;
+diag "errors and bad values:\n" . join("\n", @errlines[ 0 .. ($#errlines < 19 ? $#errlines : 19) ])
+  if @errlines;
+
+foreach my $name (@SERVERS)
+{
+	cmp_ok($reads{$name} // 0, '>', 0, "$name: readers read");
+	is($bad{$name} // 0, 0, "$name: no cached value of another key or malformed");
+	is($errors{$name} // 0, 0, "$name: no reader error (other than recovery conflicts)");
+	cmp_ok($max{$name}[0], '<=', 1000 * $BOUND_QUIET,
+		"$name: quiet staleness within $BOUND_QUIET s");
+	cmp_ok($max{$name}[1], '<=', 1000 * $bound_restart,
+		sprintf('%s: staleness after a Redis restart within %.1f s', $name, $bound_restart));
+}
+cmp_ok($steps, '>', 0, 'writers wrote');
+is($werrors, 0, 'no writer error');
+cmp_ok(scalar(@outages), '>', 0, 'Redis was restarted');
+no_crash_in_log($_) foreach ($primary, $standby, $indep);
+
+$standby->stop;
+$primary->stop;
+$indep->stop;
+$redis->stop;
+done_testing();

@@ -191,7 +191,7 @@ l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		LWLockRelease(part->lock);
 		return false;
 	}
-	FlightInvalidateKey(part, key->hash);
+	FlightInvalidateKey(part, key);
 	r = ArcStore(part, hash, key, value, len, false, TwoCacheExpiry(now, ttl_ms),
 				 &evicted);
 	LWLockRelease(part->lock);
@@ -224,7 +224,7 @@ TwoCacheLocalDelete(const ArcKey *key)
 	existed = TwoCacheEntryIsLive(e, GetCurrentTimestamp());
 	if (e != NULL && !ArcListIsGhost(e->list))
 		ArcRemove(part, hash, e);
-	FlightInvalidateKey(part, key->hash);
+	FlightInvalidateKey(part, key);
 	LWLockRelease(part->lock);
 	return existed;
 }
@@ -245,7 +245,7 @@ TwoCacheDeferInvalidation(const ArcKey *key, XLogRecPtr lsn)
 	e = ArcFind(hash, key);
 	if (e != NULL && !ArcListIsGhost(e->list))
 		ArcRemove(part, hash, e);
-	FlightInvalidateKey(part, key->hash);
+	FlightInvalidateKey(part, key);
 	FlightDeferKey(part, key->hash, lsn);
 	LWLockRelease(part->lock);
 }

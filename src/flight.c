@@ -15,9 +15,12 @@
  * queries could otherwise deadlock); it then fetches without a slot.
  *
  * Fencing: every invalidation of a key (del, set, flush, remote message)
- * bumps the partition's counter and records it in the key's stripe.  A fill
- * whose key's stripe was bumped after the fill began is stale and is not
- * stored.  Under REPEATABLE READ and SERIALIZABLE the fetch reads the
+ * bumps the partition's counter and records it in the key's stripe, and in
+ * the key's flight slot if it has one.  A fill whose key was invalidated
+ * after the fill began is stale and is not stored: a fill with a slot knows
+ * exactly about its own key; one without (unguarded) goes by the stripe,
+ * which other keys share, so it may be rejected needlessly under many
+ * invalidations.  Under REPEATABLE READ and SERIALIZABLE the fetch reads the
  * transaction's snapshot, which may predate the fill, so an invalidation at
  * or after the transaction's start also makes the fill stale.  On a hot
  * standby, an invalidation can arrive through Redis before the WAL that made
@@ -58,6 +61,8 @@ typedef struct FlightSlot
 	uint32		keylen;
 	int			owner;			/* pgprocno of the filler */
 	pg_atomic_uint64 seq;		/* bumped each time the slot is released */
+	uint64		inval_counter;	/* partition counter at the last invalidation
+								 * of this very key during the flight, or 0 */
 	ConditionVariable cv;
 	char		key[TWOCACHE_MAX_KEY_LEN];
 } FlightSlot;
@@ -234,6 +239,7 @@ FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t)
 	slot->keylen = key->len;
 	memcpy(slot->key, key->data, key->len);
 	slot->owner = MyProc->pgprocno;
+	slot->inval_counter = 0;
 	dlist_push_head(&part->flights, &slot->node);
 	pg_atomic_fetch_add_u32(&pool->in_flight, 1);
 
@@ -384,17 +390,20 @@ FlightWait(ArcPartition *part, FlightSlot *slot, int timeout_ms)
 }
 
 /*
- * Record an invalidation of the key with this hash, so fills of it that
- * began earlier are rejected.  Caller holds the partition lock exclusively.
+ * Record an invalidation of key, so fills of it that began earlier are
+ * rejected.  Caller holds the partition lock exclusively.
  */
 void
-FlightInvalidateKey(ArcPartition *part, uint32 hash)
+FlightInvalidateKey(ArcPartition *part, const ArcKey *key)
 {
-	ArcFence   *stripe = &part->stripes[hash % ARC_FENCE_STRIPES];
+	ArcFence   *stripe = &part->stripes[key->hash % ARC_FENCE_STRIPES];
+	FlightSlot *slot = FlightFind(part, key);
 
 	part->inval_counter++;
 	stripe->counter = part->inval_counter;
 	stripe->at = GetCurrentTimestamp();
+	if (slot != NULL)
+		slot->inval_counter = part->inval_counter;
 }
 
 /* The same for every key of the partition (a flush). */
@@ -428,8 +437,14 @@ bool
 FlightFillIsStale(ArcPartition *part, uint32 hash, const FlightTicket *t)
 {
 	ArcFence   *stripe = &part->stripes[hash % ARC_FENCE_STRIPES];
+	uint64		key_counter;
 
-	if (stripe->counter > t->start_counter ||
+	/*
+	 * The slot's record is exact; it covers the flight only, which is enough
+	 * unless the snapshot predates the flight (then see xact_start below).
+	 */
+	key_counter = t->slot != NULL ? t->slot->inval_counter : stripe->counter;
+	if (key_counter > t->start_counter ||
 		part->flushed.counter > t->start_counter)
 		return true;
 	if (t->xact_start != 0 &&

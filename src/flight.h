@@ -42,7 +42,7 @@ extern void FlightBeginUnguarded(ArcPartition *part, FlightTicket *t);
 extern void FlightEnd(FlightTicket *t);
 extern FlightWaitResult FlightWait(ArcPartition *part, FlightSlot *slot,
 								   int timeout_ms);
-extern void FlightInvalidateKey(ArcPartition *part, uint32 hash);
+extern void FlightInvalidateKey(ArcPartition *part, const ArcKey *key);
 extern void FlightInvalidateAll(ArcPartition *part);
 extern void FlightDeferKey(ArcPartition *part, uint32 hash, XLogRecPtr lsn);
 extern bool FlightFillIsStale(ArcPartition *part, uint32 hash,

@@ -19,6 +19,7 @@ OBJS = \
 	src/flight.o \
 	src/fetch.o \
 	src/cache.o \
+	src/tags.o \
 	src/redis.o \
 	src/redis_url.o \
 	src/message.o \
@@ -26,12 +27,12 @@ OBJS = \
 	src/worker.o \
 	src/funcs.o
 
-DATA = sql/twocache--1.0.sql
+DATA = sql/twocache--1.0.sql sql/twocache--1.0--1.1.sql
 PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
 
 # pg_regress topics, for "make installcheck" against a server that preloads
 # twocache; "make test" runs them on temporary servers of its own.
-REGRESS = api ttl negative errors settings stats privileges bad_input
+REGRESS = api ttl negative errors settings stats privileges bad_input tags upgrade
 REGRESS_OPTS = --load-extension=twocache --temp-config=$(srcdir)/test/twocache.conf
 
 PG_CONFIG ?= pg_config

@@ -79,7 +79,7 @@ RESET ROLE;
 
 -- after GRANT EXECUTE the writer role may write and flush
 GRANT EXECUTE ON FUNCTION
-	twocache_set(text, text, interval, text),
+	twocache_set(text, text, interval, text, text[]),
 	twocache_del(text),
 	twocache_local_set(text, text, interval),
 	twocache_local_del(text),
@@ -114,6 +114,6 @@ DROP OWNED BY regress_twocache_writer;
 DROP ROLE regress_twocache_reader;
 DROP ROLE regress_twocache_writer;
 -- PUBLIC still may not write
-SELECT has_function_privilege('public', 'twocache_set(text, text, interval, text)', 'EXECUTE')
+SELECT has_function_privilege('public', 'twocache_set(text, text, interval, text, text[])', 'EXECUTE')
 	AS public_may_set;
 SELECT twocache_flush_local() > 0 AS flushed;

@@ -62,6 +62,7 @@ free_value(ArcPartition *part, ArcEntry *e)
 		ArenaFree(&part->arena, e->value);
 	e->value = NULL;
 	e->value_len = 0;
+	e->tags_len = 0;
 	e->negative = false;
 }
 
@@ -232,11 +233,12 @@ ArcMaxItemSize(ArcPartition *part)
 ArcStoreResult
 ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
 		 const char *value, uint32 value_len, bool negative,
-		 TimestampTz expires_at, uint64 *evicted)
+		 const ArcTags *tags, TimestampTz expires_at, uint64 *evicted)
 {
 	ArcEntry   *e;
 	char	   *vcopy = NULL;
-	Size		vsize = negative ? 0 : value_len;
+	uint32		tlen = tags != NULL ? tags->len : 0;
+	Size		vsize = (negative ? 0 : value_len) + tlen;
 	int			c = part->capacity;
 	bool		found;
 
@@ -342,13 +344,20 @@ ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
 		e->key.data = kcopy;
 		e->value = NULL;
 		e->value_len = 0;
+		e->tags_len = 0;
 		list_push_mru(part, e, ARC_T1);
 	}
 
 	if (vsize > 0)
-		memcpy(vcopy, value, vsize);
+	{
+		if (!negative)
+			memcpy(vcopy, value, value_len);
+		if (tlen > 0)
+			memcpy(vcopy + (negative ? 0 : value_len), tags->data, tlen);
+	}
 	e->value = vcopy;
-	e->value_len = vsize;
+	e->value_len = negative ? 0 : value_len;
+	e->tags_len = tlen;
 	e->negative = negative;
 	e->expires_at = expires_at;
 	return ARC_STORED;

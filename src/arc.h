@@ -40,6 +40,16 @@ typedef enum ArcList
 
 #define ArcListIsGhost(l)	((l) == ARC_B1 || (l) == ARC_B2)
 
+/*
+ * An entry's tags, encoded: each tag is a 2-byte big-endian length and its
+ * bytes.  len = 0: no tags.
+ */
+typedef struct ArcTags
+{
+	const char *data;
+	uint32		len;
+} ArcTags;
+
 /* A directory entry (dynahash element); ghosts keep only the key. */
 typedef struct ArcEntry
 {
@@ -48,10 +58,14 @@ typedef struct ArcEntry
 	uint8		list;			/* ArcList */
 	bool		negative;		/* typed not-found placeholder */
 	uint32		value_len;
-	char	   *value;			/* arena chunk; NULL for ghosts and
-								 * placeholders */
+	uint32		tags_len;		/* encoded tags, after the value */
+	char	   *value;			/* arena chunk: the value, then the tags;
+								 * NULL for ghosts, and for placeholders
+								 * without tags */
 	TimestampTz expires_at;		/* 0 = no expiry */
 } ArcEntry;
+
+#define ArcEntryTags(e)		((e)->value + (e)->value_len)
 
 /* Number of bins of the arena's segregated free lists (log2 classes). */
 #define ARENA_NBINS			48
@@ -115,7 +129,8 @@ extern void ArcRemove(ArcPartition *part, HTAB *hash, ArcEntry *e);
 extern ArcStoreResult ArcStore(ArcPartition *part, HTAB *hash,
 							   const ArcKey *key, const char *value,
 							   uint32 value_len, bool negative,
-							   TimestampTz expires_at, uint64 *evicted);
+							   const ArcTags *tags, TimestampTz expires_at,
+							   uint64 *evicted);
 extern uint64 ArcClear(ArcPartition *part, HTAB *hash);
 extern Size ArcMaxItemSize(ArcPartition *part);
 

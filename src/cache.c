@@ -134,16 +134,18 @@ find_live(ArcPartition *part, HTAB *hash, const ArcKey *key, TimestampTz now)
  */
 static bool
 l1_fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *value,
-		uint32 len, bool negative, int64 ttl_ms, FlightTicket *t)
+		uint32 len, bool negative, const ArcTags *tags, int64 ttl_ms,
+		FlightTicket *t)
 {
 	uint64		evicted = 0;
 	bool		stale;
 
 	LWLockAcquire(part->lock, LW_EXCLUSIVE);
-	stale = FlightFillIsStale(part, key->hash, t);
+	stale = FlightFillIsStale(part, key->hash, t) ||
+		TwoCacheTagsAreStale(key->dbid, tags, t);
 	if (stale)
 		TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
-	else if (ArcStore(part, hash, key, value, len, negative,
+	else if (ArcStore(part, hash, key, value, len, negative, tags,
 					  TwoCacheExpiry(GetCurrentTimestamp(), ttl_ms),
 					  &evicted) == ARC_TOO_LARGE)
 		TwoCacheCount(TC_TOO_LARGE, 1);
@@ -156,12 +158,14 @@ l1_fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *value,
 
 /* Is a fill begun with t stale already?  Takes the lock in shared mode. */
 static bool
-fill_is_stale(ArcPartition *part, const ArcKey *key, FlightTicket *t)
+fill_is_stale(ArcPartition *part, const ArcKey *key, const ArcTags *tags,
+			  FlightTicket *t)
 {
 	bool		stale;
 
 	LWLockAcquire(part->lock, LW_SHARED);
-	stale = FlightFillIsStale(part, key->hash, t);
+	stale = FlightFillIsStale(part, key->hash, t) ||
+		TwoCacheTagsAreStale(key->dbid, tags, t);
 	LWLockRelease(part->lock);
 	return stale;
 }
@@ -172,7 +176,7 @@ fill_is_stale(ArcPartition *part, const ArcKey *key, FlightTicket *t)
  */
 static bool
 l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
-		 TwoCacheOnlyIf only_if)
+		 TwoCacheOnlyIf only_if, const ArcTags *tags)
 {
 	HTAB	   *hash;
 	ArcPartition *part = TwoCachePartitionFor(key, &hash);
@@ -192,7 +196,7 @@ l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		return false;
 	}
 	FlightInvalidateKey(part, key);
-	r = ArcStore(part, hash, key, value, len, false, TwoCacheExpiry(now, ttl_ms),
+	r = ArcStore(part, hash, key, value, len, false, tags, TwoCacheExpiry(now, ttl_ms),
 				 &evicted);
 	LWLockRelease(part->lock);
 
@@ -292,7 +296,7 @@ fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
 		return false;
 	}
 	TwoCacheCount(e.negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
-	(void) l1_fill(part, hash, key, e.value, e.len, e.negative,
+	(void) l1_fill(part, hash, key, e.value, e.len, e.negative, &e.tags,
 				   e.pttl_ms < 0 ? 0 : Max(e.pttl_ms, 1), t);
 	*result = e.negative ? NULL : copy_value(e.value, e.len);
 	return true;
@@ -305,7 +309,7 @@ fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
  */
 static text *
 fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
-	 int64 ttl_ms, FlightTicket *t)
+	 int64 ttl_ms, const ArcTags *tags, FlightTicket *t)
 {
 	FetchResult fr;
 	text	   *volatile result = NULL;
@@ -373,10 +377,10 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	 * we write it, take the write back (the L1 store below sees the same
 	 * fence and refuses).
 	 */
-	if (TwoCacheRedisEnabled() && !fill_is_stale(part, key, t))
+	if (TwoCacheRedisEnabled() && !fill_is_stale(part, key, tags, t))
 	{
-		if (L2Fill(key, fr.value, fr.value_len, !fr.found, fill_ttl) &&
-			fill_is_stale(part, key, t))
+		if (L2Fill(key, fr.value, fr.value_len, !fr.found, tags, fill_ttl) &&
+			fill_is_stale(part, key, tags, t))
 		{
 			bool		existed;
 			char		err[256];
@@ -384,7 +388,8 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 			(void) L2Del(key, &existed, err, sizeof(err));
 		}
 	}
-	(void) l1_fill(part, hash, key, fr.value, fr.value_len, !fr.found, fill_ttl, t);
+	(void) l1_fill(part, hash, key, fr.value, fr.value_len, !fr.found, tags,
+				   fill_ttl, t);
 	return result;
 }
 
@@ -394,7 +399,8 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
  * layers.  Returns NULL for not found.
  */
 text *
-TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms)
+TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
+			const ArcTags *tags)
 {
 	HTAB	   *hash;
 	ArcPartition *part = TwoCachePartitionFor(key, &hash);
@@ -463,7 +469,7 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms)
 			}
 		}
 		LWLockRelease(part->lock);
-		return fill(part, hash, key, query, ttl_ms, &t);
+		return fill(part, hash, key, query, ttl_ms, tags, &t);
 	}
 }
 
@@ -526,7 +532,7 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 		}
 		TwoCacheCount(l2[i].negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
 		(void) l1_fill(part, hash, &mkeys[i], l2[i].value, l2[i].len,
-					   l2[i].negative,
+					   l2[i].negative, &l2[i].tags,
 					   l2[i].pttl_ms < 0 ? 0 : Max(l2[i].pttl_ms, 1),
 					   &tickets[i]);
 		if (!l2[i].negative)
@@ -589,24 +595,48 @@ TwoCacheProbe(const ArcKey *key, bool *is_value, int64 *ttl_ms)
  */
 bool
 TwoCacheSet(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
-			TwoCacheOnlyIf only_if, bool local_only)
+			TwoCacheOnlyIf only_if, bool local_only, const ArcTags *tags)
 {
 	char		err[512];
 	bool		wrote;
 
 	if (local_only || !TwoCacheRedisEnabled())
-		return l1_store(key, value, len, ttl_ms, only_if);
+		return l1_store(key, value, len, ttl_ms, only_if, tags);
 
-	if (!L2Set(key, value, len, ttl_ms, only_if, &wrote, err, sizeof(err)))
+	if (!L2Set(key, value, len, ttl_ms, only_if, tags, &wrote, err, sizeof(err)))
 	{
 		ereport(WARNING,
 				(errmsg("could not write cache key to Redis; the change was applied to the local cache only"),
 				 errdetail("%s", err)));
-		return l1_store(key, value, len, ttl_ms, only_if);
+		return l1_store(key, value, len, ttl_ms, only_if, tags);
 	}
 	if (wrote)
-		(void) l1_store(key, value, len, ttl_ms, TWOCACHE_ONLY_IF_ALWAYS);
+		(void) l1_store(key, value, len, ttl_ms, TWOCACHE_ONLY_IF_ALWAYS, tags);
 	return wrote;
+}
+
+/*
+ * Drop every entry of database dbid carrying tag: from L1, and in two-layer
+ * mode from L2 with a message to the other servers (who drop theirs).
+ * Inside a transaction block, or in a transaction that has written, it is
+ * applied again after commit, as a delete is.  Returns how many L1 entries
+ * this server dropped.
+ */
+uint64
+TwoCacheInvalidateTag(Oid dbid, const char *tag, int taglen)
+{
+	uint64		dropped = TwoCacheInvalidateTagLocal(dbid, tag, taglen,
+													 InvalidXLogRecPtr);
+	char		err[512];
+
+	if (TwoCacheRedisEnabled() &&
+		!L2InvalidateTag(dbid, tag, taglen, err, sizeof(err)))
+		ereport(WARNING,
+				(errmsg("could not invalidate cache tag in Redis; it was invalidated in the local cache only"),
+				 errdetail("%s", err)));
+	if (IsTransactionBlock() || TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		L2RememberTagInvalidation(dbid, tag, taglen);
+	return dropped;
 }
 
 /*

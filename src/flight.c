@@ -207,6 +207,7 @@ ticket_start(ArcPartition *part, FlightTicket *t)
 	t->part = part;
 	t->slot = NULL;
 	t->start_counter = part->inval_counter;
+	t->tag_start = TwoCacheTagFenceStart();
 	t->replay_start = RecoveryInProgress() ?
 		GetXLogReplayRecPtr(NULL) : InvalidXLogRecPtr;
 	t->xact_start = IsolationUsesXactSnapshot() ?

@@ -21,6 +21,7 @@ typedef struct FlightTicket
 	FlightSlot *slot;			/* NULL: unguarded (no single flight) */
 	uint64		seq;			/* slot's seq when claimed */
 	uint64		start_counter;	/* partition's invalidation counter at start */
+	uint64		tag_start;		/* tag fence counter at start (tags.c) */
 	XLogRecPtr	replay_start;	/* on a hot standby: WAL replayed at start */
 	TimestampTz xact_start;		/* transaction start under a transaction
 								 * snapshot, else 0 */

@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(twocache_entries);
 PG_FUNCTION_INFO_V1(twocache_stats);
 PG_FUNCTION_INFO_V1(twocache_stats_reset);
 PG_FUNCTION_INFO_V1(twocache_status);
+PG_FUNCTION_INFO_V1(twocache_invalidate_tag);
 
 #define STATS_COLS		(TC_NUM_COUNTERS + 11)
 #define STATUS_COLS		10
@@ -74,6 +75,17 @@ make_key(ArcKey *key, const char *data, int len)
 				 errdetail("A key may be at most %d bytes; this one is %d.",
 						   TWOCACHE_MAX_KEY_LEN, len)));
 	TwoCacheKeyInit(key, scope_dbid(), data, len);
+}
+
+/*
+ * The tags argument argno (text[], from version 1.1 on; absent when the
+ * function is called through the 1.0 definitions).
+ */
+static void
+tags_arg(FunctionCallInfo fcinfo, int argno, ArcTags *tags)
+{
+	TwoCacheTagsFromArray(PG_NARGS() > argno && !PG_ARGISNULL(argno) ?
+						  PG_GETARG_ARRAYTYPE_P(argno) : NULL, tags);
 }
 
 static void
@@ -133,10 +145,12 @@ twocache_get(PG_FUNCTION_ARGS)
 	char	   *query = NULL;
 	int64		ttl_ms;
 	text	   *result;
+	ArcTags		tags;
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
 	ttl_ms = ttl_arg(fcinfo, 2);
+	tags_arg(fcinfo, 3, &tags);
 	if (!PG_ARGISNULL(1))
 	{
 		query = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -146,7 +160,7 @@ twocache_get(PG_FUNCTION_ARGS)
 					 errmsg("fetch query must not be empty")));
 	}
 
-	result = TwoCacheGet(&key, query, ttl_ms);
+	result = TwoCacheGet(&key, query, ttl_ms, &tags);
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(result);
@@ -307,15 +321,17 @@ twocache_set(PG_FUNCTION_ARGS)
 	text	   *value;
 	int64		ttl_ms;
 	TwoCacheOnlyIf only_if;
+	ArcTags		tags;
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
 	value = value_arg(fcinfo, 1, &key);
 	ttl_ms = ttl_arg(fcinfo, 2);
 	only_if = only_if_arg(fcinfo, 3);
+	tags_arg(fcinfo, 4, &tags);
 
 	PG_RETURN_BOOL(TwoCacheSet(&key, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
-							   ttl_ms, only_if, false));
+							   ttl_ms, only_if, false, &tags));
 }
 
 /*
@@ -334,7 +350,7 @@ twocache_local_set(PG_FUNCTION_ARGS)
 	ttl_ms = ttl_arg(fcinfo, 2);
 
 	(void) TwoCacheSet(&key, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
-					   ttl_ms, TWOCACHE_ONLY_IF_ALWAYS, true);
+					   ttl_ms, TWOCACHE_ONLY_IF_ALWAYS, true, NULL);
 	PG_RETURN_VOID();
 }
 
@@ -598,4 +614,33 @@ twocache_status(PG_FUNCTION_ARGS)
 	values[9] = Int64GetDatum(w.deferred);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
+}
+
+/*
+ * twocache_invalidate_tag(tag text) returns bigint: drop every key carrying
+ * the tag, in both layers and on every server; how many this server dropped.
+ */
+Datum
+twocache_invalidate_tag(PG_FUNCTION_ARGS)
+{
+	text	   *t;
+	int			len;
+
+	TwoCacheRequireShmem();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cache tag must not be null")));
+	t = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(t);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cache tag must not be empty")));
+	if (len > TWOCACHE_MAX_KEY_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cache tag is too long: %d bytes", len),
+				 errdetail("Tags are limited to %d bytes.", TWOCACHE_MAX_KEY_LEN)));
+	PG_RETURN_INT64((int64) TwoCacheInvalidateTag(scope_dbid(), VARDATA_ANY(t), len));
 }

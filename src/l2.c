@@ -48,7 +48,7 @@
 /* Conditional set: SET and PUBLISH only if the only_if condition holds. */
 static const char *const conditional_set_script =
 "local cur = redis.call('GET', KEYS[1])\n"
-"local present = cur and string.sub(cur, 1, 1) == 'v'\n"
+"local present = cur and (string.sub(cur, 1, 1) == 'v' or string.sub(cur, 1, 1) == 't')\n"
 "if (ARGV[3] == 'absent' and present) or (ARGV[3] == 'present' and not present) then\n"
 "  return 0\n"
 "end\n"
@@ -60,9 +60,35 @@ static const char *const conditional_set_script =
 "redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
 "return 1\n";
 
-/* A key deleted in the current transaction block, to delete again. */
+/* Add a key to a tag's set, keeping the set alive as long as the key. */
+static const char *const tag_add_script =
+"local existed = redis.call('EXISTS', KEYS[1])\n"
+"redis.call('SADD', KEYS[1], ARGV[1])\n"
+"local ttl = tonumber(ARGV[2])\n"
+"if ttl == 0 then\n"
+"  redis.call('PERSIST', KEYS[1])\n"
+"elseif existed == 0 then\n"
+"  redis.call('PEXPIRE', KEYS[1], ttl)\n"
+"else\n"
+"  redis.call('PEXPIRE', KEYS[1], ttl, 'GT')\n"
+"end\n"
+"return 1\n";
+
+/* Delete every key of a tag's set and the set, and publish. */
+const char *const L2TagInvalidateScript =
+"local members = redis.call('SMEMBERS', KEYS[1])\n"
+"for i = 1, #members do\n"
+"  redis.call('DEL', members[i])\n"
+"end\n"
+"redis.call('DEL', KEYS[1])\n"
+"redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
+"return #members\n";
+
+/* A key deleted (or a tag invalidated) in the current transaction block,
+ * to apply again after commit. */
 typedef struct PendingDelete
 {
+	bool		is_tag;			/* key is a tag */
 	ArcKey		key;			/* data points into this allocation */
 	char	   *rkey;
 	size_t		rkeylen;
@@ -96,13 +122,14 @@ current_dbname(void)
  * The Redis key of key in its scope, for database dbname (palloc'd).  The
  * worker, connected to no database, passes the name from a message.
  */
-char *
-L2KeyName(const ArcKey *key, const char *dbname, size_t *len)
+static char *
+l2_name(const char *kind, const ArcKey *key, const char *dbname, size_t *len)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, twocache_key_prefix);
+	appendStringInfoString(&buf, kind);
 	if (key->dbid == InvalidOid)
 		appendStringInfoString(&buf, "cluster:");
 	else
@@ -124,6 +151,22 @@ L2KeyName(const ArcKey *key, const char *dbname, size_t *len)
 	appendBinaryStringInfo(&buf, key->data, key->len);
 	*len = buf.len;
 	return buf.data;
+}
+
+char *
+L2KeyName(const ArcKey *key, const char *dbname, size_t *len)
+{
+	return l2_name("", key, dbname, len);
+}
+
+/*
+ * The Redis set of the keys carrying a tag (given as an ArcKey: dbid and
+ * bytes): <prefix>tag:db:<database name>:<tag>, or <prefix>tag:cluster:<tag>.
+ */
+char *
+L2TagSetName(const ArcKey *tag, const char *dbname, size_t *len)
+{
+	return l2_name("tag:", tag, dbname, len);
 }
 
 static char *
@@ -194,25 +237,82 @@ l2_message(const ArcKey *key, TcMessageOp op, int *len)
 					 TwoCacheInvalidationLsn(), len);
 }
 
-/* 'v' + value, or 'n' for a placeholder (palloc'd). */
+/*
+ * The Redis value of a value or placeholder (palloc'd): 'v' + value, or 'n'
+ * for a placeholder; with tags, 't' or 'm' instead, then the length of the
+ * encoded tags (4 bytes, big-endian) and the tags before the value.
+ */
 static char *
-l2_value(const char *value, uint32 len, bool negative, size_t *outlen)
+l2_value(const char *value, uint32 len, bool negative, const ArcTags *tags,
+		 size_t *outlen)
 {
-	char	   *buf = palloc(len + 1);
+	uint32		tlen = tags != NULL ? tags->len : 0;
+	char	   *buf = palloc(1 + 4 + tlen + (negative ? 0 : len));
+	char	   *p = buf;
 
-	if (negative)
-	{
-		buf[0] = 'n';
-		*outlen = 1;
-	}
+	if (tlen == 0)
+		*p++ = negative ? 'n' : 'v';
 	else
 	{
-		buf[0] = 'v';
-		if (len > 0)
-			memcpy(buf + 1, value, len);
-		*outlen = len + 1;
+		*p++ = negative ? 'm' : 't';
+		*p++ = (char) (tlen >> 24);
+		*p++ = (char) (tlen >> 16);
+		*p++ = (char) (tlen >> 8);
+		*p++ = (char) tlen;
+		memcpy(p, tags->data, tlen);
+		p += tlen;
 	}
+	if (!negative && len > 0)
+	{
+		memcpy(p, value, len);
+		p += len;
+	}
+	*outlen = p - buf;
 	return buf;
+}
+
+/*
+ * Decode a Redis value into e (value and tags palloc'd).  Returns false if
+ * it is not one of ours.
+ */
+static bool
+l2_decode(const char *s, size_t len, L2Entry *e)
+{
+	const unsigned char *u = (const unsigned char *) s;
+	size_t		off = 1;
+
+	if (len < 1)
+		return false;
+	e->tags.data = NULL;
+	e->tags.len = 0;
+	if (s[0] == 't' || s[0] == 'm')
+	{
+		uint32		tlen;
+
+		if (len < 5)
+			return false;
+		tlen = ((uint32) u[1] << 24) | ((uint32) u[2] << 16) | ((uint32) u[3] << 8) | u[4];
+		if (tlen > len - 5)
+			return false;
+		e->tags.data = palloc(tlen);
+		memcpy((char *) e->tags.data, s + 5, tlen);
+		e->tags.len = tlen;
+		off = 5 + tlen;
+	}
+	if (s[0] == 'n' || s[0] == 'm')
+	{
+		if (off != len)
+			return false;
+		e->negative = true;
+		return true;
+	}
+	if (s[0] != 'v' && s[0] != 't')
+		return false;
+	e->len = len - off;
+	e->value = palloc(e->len + 1);
+	memcpy(e->value, s + off, e->len);
+	e->value[e->len] = '\0';
+	return true;
 }
 
 static void
@@ -234,6 +334,63 @@ static bool
 reply_is_error(const redisReply *r)
 {
 	return r == NULL || r->type == REDIS_REPLY_ERROR;
+}
+
+static int
+count_tags(const ArcTags *tags)
+{
+	const unsigned char *p;
+	const unsigned char *end;
+	int			n = 0;
+
+	if (tags == NULL || tags->len == 0)
+		return 0;
+	p = (const unsigned char *) tags->data;
+	end = p + tags->len;
+	while (end - p >= 2)
+	{
+		p += 2 + ((p[0] << 8) | p[1]);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Fill cmds with the additions of rkey (the Redis key of key) to the sets of
+ * its tags, with ttlbuf the key's TTL in ms ("0": none).  Returns how many.
+ */
+static int
+tag_add_cmds(TcRedisCommand *cmds, const ArcKey *key, const char *rkey,
+			 size_t rklen, const ArcTags *tags, const char *ttlbuf)
+{
+	const unsigned char *p;
+	const unsigned char *end;
+	int			n = 0;
+
+	if (tags == NULL || tags->len == 0)
+		return 0;
+	p = (const unsigned char *) tags->data;
+	end = p + tags->len;
+	while (end - p >= 2)
+	{
+		ArcKey		tag;
+		size_t		slen;
+		char	   *set;
+
+		tag.dbid = key->dbid;
+		tag.len = (p[0] << 8) | p[1];
+		tag.data = (const char *) p + 2;
+		p += 2 + tag.len;
+		set = L2TagSetName(&tag, tag.dbid == InvalidOid ? "" : current_dbname(), &slen);
+		cmd_start(&cmds[n], "EVAL");
+		TwoCacheRedisArg(&cmds[n], tag_add_script, strlen(tag_add_script));
+		TwoCacheRedisArg(&cmds[n], "1", 1);
+		TwoCacheRedisArg(&cmds[n], set, slen);
+		TwoCacheRedisArg(&cmds[n], rkey, rklen);
+		TwoCacheRedisArg(&cmds[n], ttlbuf, strlen(ttlbuf));
+		n++;
+	}
+	return n;
 }
 
 /* ----------------------------------------------------------------
@@ -280,17 +437,11 @@ L2Get(int n, const ArcKey *keys, L2Entry *out)
 		if (get->type != REDIS_REPLY_STRING || get->len < 1 ||
 			pttl->type != REDIS_REPLY_INTEGER || pttl->integer == -2)
 			continue;			/* absent, or expired between the two */
-		if (get->str[0] == 'n' && get->len == 1)
-			e->negative = true;
-		else if (get->str[0] == 'v')
+		if (!l2_decode(get->str, get->len, e))
 		{
-			e->len = get->len - 1;
-			e->value = palloc(e->len + 1);
-			memcpy(e->value, get->str + 1, e->len);
-			e->value[e->len] = '\0';
-		}
-		else
+			memset(e, 0, sizeof(L2Entry));
 			continue;			/* not ours: ignore */
+		}
 		e->found = true;
 		e->pttl_ms = pttl->integer;		/* -1: no expiry */
 	}
@@ -321,7 +472,7 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 		return false;
 
 	*is_value = (replies[0]->type == REDIS_REPLY_STRING && replies[0]->len == 1 &&
-				 replies[0]->str[0] == 'v' &&
+				 (replies[0]->str[0] == 'v' || replies[0]->str[0] == 't') &&
 				 replies[1]->type == REDIS_REPLY_INTEGER && replies[1]->integer != -2);
 	*pttl_ms = replies[1]->type == REDIS_REPLY_INTEGER ? replies[1]->integer : -2;
 	TwoCacheRedisFreeReplies(2, replies);
@@ -339,31 +490,33 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
  */
 bool
 L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
-	   int64 ttl_ms)
+	   const ArcTags *tags, int64 ttl_ms)
 {
-	TcRedisCommand cmd;
-	redisReply *reply = NULL;
+	int			ntags = count_tags(tags);
+	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (1 + ntags));
+	redisReply **replies = palloc0(sizeof(redisReply *) * (1 + ntags));
 	char		err[512];
 	char		ttlbuf[32];
 	size_t		rklen,
 				vlen;
 	char	   *rkey = l2_key(key, &rklen);
-	char	   *v = l2_value(value, len, negative, &vlen);
+	char	   *v = l2_value(value, len, negative, tags, &vlen);
 	bool		ok;
 
-	cmd_start(&cmd, "SET");
-	TwoCacheRedisArg(&cmd, rkey, rklen);
-	TwoCacheRedisArg(&cmd, v, vlen);
+	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, Max(ttl_ms, 0));
+	cmd_start(&cmds[0], "SET");
+	TwoCacheRedisArg(&cmds[0], rkey, rklen);
+	TwoCacheRedisArg(&cmds[0], v, vlen);
 	if (ttl_ms > 0)
 	{
-		snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, ttl_ms);
-		TwoCacheRedisArg(&cmd, "PX", 2);
-		TwoCacheRedisArg(&cmd, ttlbuf, strlen(ttlbuf));
+		TwoCacheRedisArg(&cmds[0], "PX", 2);
+		TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
 	}
-	if (!TwoCacheRedisBackendExec(1, &cmd, &reply, err, sizeof(err)))
+	(void) tag_add_cmds(&cmds[1], key, rkey, rklen, tags, ttlbuf);
+	if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, err, sizeof(err)))
 		return false;
-	ok = !reply_is_error(reply);
-	TwoCacheRedisFreeReplies(1, &reply);
+	ok = !reply_is_error(replies[0]);
+	TwoCacheRedisFreeReplies(1 + ntags, replies);
 	return ok;
 }
 
@@ -374,15 +527,17 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
  */
 bool
 L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
-	  TwoCacheOnlyIf only_if, bool *wrote, char *errbuf, size_t errlen)
+	  TwoCacheOnlyIf only_if, const ArcTags *tags, bool *wrote,
+	  char *errbuf, size_t errlen)
 {
-	TcRedisCommand cmds[2];
-	redisReply *replies[2] = {NULL, NULL};
+	int			ntags = count_tags(tags);
+	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (2 + ntags));
+	redisReply **replies = palloc0(sizeof(redisReply *) * (2 + ntags));
 	char		ttlbuf[32];
 	size_t		rklen,
 				vlen;
 	char	   *rkey = l2_key(key, &rklen);
-	char	   *v = l2_value(value, len, false, &vlen);
+	char	   *v = l2_value(value, len, false, tags, &vlen);
 	int			msglen;
 	char	   *msg = l2_message(key, TC_MSG_SET, &msglen);
 	bool		ok;
@@ -399,7 +554,8 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 			TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
 		}
 		cmd_add_publish(&cmds[1], msg, msglen);
-		if (!TwoCacheRedisBackendExec(2, cmds, replies, errbuf, errlen))
+		(void) tag_add_cmds(&cmds[2], key, rkey, rklen, tags, ttlbuf);
+		if (!TwoCacheRedisBackendExec(2 + ntags, cmds, replies, errbuf, errlen))
 			return false;
 		ok = !reply_is_error(replies[0]);
 		*wrote = ok;
@@ -407,7 +563,7 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 			TwoCacheCount(TC_INVALIDATIONS_SENT, 1);
 		if (!ok)
 			snprintf(errbuf, errlen, "Redis refused SET: %s", replies[0]->str);
-		TwoCacheRedisFreeReplies(2, replies);
+		TwoCacheRedisFreeReplies(2 + ntags, replies);
 		return ok;
 	}
 	else
@@ -423,7 +579,8 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		TwoCacheRedisArg(&cmds[0], cond, strlen(cond));
 		TwoCacheRedisArg(&cmds[0], twocache_channel, strlen(twocache_channel));
 		TwoCacheRedisArg(&cmds[0], msg, msglen);
-		if (!TwoCacheRedisBackendExec(1, cmds, replies, errbuf, errlen))
+		(void) tag_add_cmds(&cmds[1], key, rkey, rklen, tags, ttlbuf);
+		if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, errbuf, errlen))
 			return false;
 		ok = replies[0]->type == REDIS_REPLY_INTEGER;
 		*wrote = ok && replies[0]->integer == 1;
@@ -432,7 +589,7 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		if (!ok)
 			snprintf(errbuf, errlen, "Redis refused the conditional set: %s",
 					 replies[0]->type == REDIS_REPLY_ERROR ? replies[0]->str : "unexpected reply");
-		TwoCacheRedisFreeReplies(1, replies);
+		TwoCacheRedisFreeReplies(1 + ntags, replies);
 		return ok;
 	}
 }
@@ -463,6 +620,46 @@ L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen)
 	return true;
 }
 
+/*
+ * Invalidate a tag (given as an ArcKey: dbid and bytes) in L2: delete every
+ * key of its set and the set, and publish it, atomically.  Returns false
+ * with errbuf set if Redis is unavailable.
+ */
+bool
+L2InvalidateTag(Oid dbid, const char *tag, int taglen, char *errbuf, size_t errlen)
+{
+	TcRedisCommand cmd;
+	redisReply *reply = NULL;
+	ArcKey		t;
+	size_t		slen;
+	char	   *set;
+	int			msglen;
+	char	   *msg;
+	bool		ok;
+
+	t.dbid = dbid;
+	t.data = tag;
+	t.len = taglen;
+	set = L2TagSetName(&t, dbid == InvalidOid ? "" : current_dbname(), &slen);
+	msg = l2_message(&t, TC_MSG_TAG, &msglen);
+	cmd_start(&cmd, "EVAL");
+	TwoCacheRedisArg(&cmd, L2TagInvalidateScript, strlen(L2TagInvalidateScript));
+	TwoCacheRedisArg(&cmd, "1", 1);
+	TwoCacheRedisArg(&cmd, set, slen);
+	TwoCacheRedisArg(&cmd, twocache_channel, strlen(twocache_channel));
+	TwoCacheRedisArg(&cmd, msg, msglen);
+	if (!TwoCacheRedisBackendExec(1, &cmd, &reply, errbuf, errlen))
+		return false;
+	ok = reply->type == REDIS_REPLY_INTEGER;
+	if (ok)
+		TwoCacheCount(TC_INVALIDATIONS_SENT, 1);
+	else
+		snprintf(errbuf, errlen, "Redis refused the tag invalidation: %s",
+				 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+	TwoCacheRedisFreeReplies(1, &reply);
+	return ok;
+}
+
 /* ----------------------------------------------------------------
  * Post-commit re-delete
  * ----------------------------------------------------------------
@@ -491,9 +688,15 @@ apply_pending(void)
 	char		err[512];
 	XLogRecPtr	lsn;
 
+	int			ncmds = 0;
+
 	for (d = pending_deletes; d != NULL; d = d->next)
 	{
-		(void) TwoCacheLocalDelete(&d->key);
+		if (d->is_tag)
+			(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.data, d->key.len,
+											  InvalidXLogRecPtr);
+		else
+			(void) TwoCacheLocalDelete(&d->key);
 		n++;
 	}
 	if (n == 0 || !TwoCacheRedisEnabled())
@@ -503,20 +706,35 @@ apply_pending(void)
 	lsn = TwoCacheInvalidationLsn();
 	cmds = MemoryContextAlloc(TopMemoryContext, sizeof(TcRedisCommand) * 2 * n);
 	replies = MemoryContextAllocZero(TopMemoryContext, sizeof(redisReply *) * 2 * n);
-	for (d = pending_deletes, i = 0; d != NULL; d = d->next, i += 2)
+	for (d = pending_deletes, i = 0; d != NULL; d = d->next)
 	{
 		TwoCacheMessageSetLsn(d->msg, d->msglen, lsn);
-		cmd_start(&cmds[i], "DEL");
-		TwoCacheRedisArg(&cmds[i], d->rkey, d->rkeylen);
-		cmd_add_publish(&cmds[i + 1], d->msg, d->msglen);
+		if (d->is_tag)
+		{
+			cmd_start(&cmds[i], "EVAL");
+			TwoCacheRedisArg(&cmds[i], L2TagInvalidateScript, strlen(L2TagInvalidateScript));
+			TwoCacheRedisArg(&cmds[i], "1", 1);
+			TwoCacheRedisArg(&cmds[i], d->rkey, d->rkeylen);
+			TwoCacheRedisArg(&cmds[i], twocache_channel, strlen(twocache_channel));
+			TwoCacheRedisArg(&cmds[i], d->msg, d->msglen);
+			i++;
+		}
+		else
+		{
+			cmd_start(&cmds[i], "DEL");
+			TwoCacheRedisArg(&cmds[i], d->rkey, d->rkeylen);
+			cmd_add_publish(&cmds[i + 1], d->msg, d->msglen);
+			i += 2;
+		}
 	}
+	ncmds = i;
 
 	/* no cancel may interrupt this: we are past the commit */
 	HOLD_INTERRUPTS();
-	if (TwoCacheRedisBackendExec(2 * n, cmds, replies, err, sizeof(err)))
+	if (TwoCacheRedisBackendExec(ncmds, cmds, replies, err, sizeof(err)))
 	{
 		TwoCacheCount(TC_INVALIDATIONS_SENT, n);
-		TwoCacheRedisFreeReplies(2 * n, replies);
+		TwoCacheRedisFreeReplies(ncmds, replies);
 	}
 	else
 		ereport(WARNING,
@@ -554,15 +772,20 @@ l2_xact_callback(XactEvent event, void *arg pg_attribute_unused())
  * Remember a delete made inside a transaction block, to apply again after
  * commit.  Builds the Redis key and message now, while catalog access works.
  */
-void
-L2RememberDelete(const ArcKey *key)
+static void
+remember(const ArcKey *key, bool is_tag)
 {
 	PendingDelete *d;
 	size_t		rklen;
-	char	   *rkey = l2_key(key, &rklen);
+	char	   *rkey;
 	int			msglen;
-	char	   *msg = l2_message(key, TC_MSG_DEL, &msglen);
+	char	   *msg = l2_message(key, is_tag ? TC_MSG_TAG : TC_MSG_DEL, &msglen);
 	char	   *p;
+
+	if (is_tag)
+		rkey = L2TagSetName(key, key->dbid == InvalidOid ? "" : current_dbname(), &rklen);
+	else
+		rkey = l2_key(key, &rklen);
 
 	if (!xact_callback_registered)
 	{
@@ -584,6 +807,26 @@ L2RememberDelete(const ArcKey *key)
 	memcpy(p, msg, msglen);
 	d->msg = p;
 	d->msglen = msglen;
+	d->is_tag = is_tag;
 	d->next = pending_deletes;
 	pending_deletes = d;
+}
+
+void
+L2RememberDelete(const ArcKey *key)
+{
+	remember(key, false);
+}
+
+/* The same for a tag invalidation. */
+void
+L2RememberTagInvalidation(Oid dbid, const char *tag, int taglen)
+{
+	ArcKey		t;
+
+	t.dbid = dbid;
+	t.data = tag;
+	t.len = taglen;
+	t.hash = 0;
+	remember(&t, true);
 }

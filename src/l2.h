@@ -20,14 +20,21 @@ typedef struct L2Entry
 	char	   *value;			/* palloc'd, NUL-terminated */
 	uint32		len;
 	int64		pttl_ms;		/* remaining life; -1 = no expiry */
+	ArcTags		tags;			/* palloc'd */
 } L2Entry;
 
 extern bool L2Get(int n, const ArcKey *keys, L2Entry *out);
 extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
 extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
-				   bool negative, int64 ttl_ms);
+				   bool negative, const ArcTags *tags, int64 ttl_ms);
 extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
-				  TwoCacheOnlyIf only_if, bool *wrote, char *errbuf, size_t errlen);
+				  TwoCacheOnlyIf only_if, const ArcTags *tags, bool *wrote,
+				  char *errbuf, size_t errlen);
+extern bool L2InvalidateTag(Oid dbid, const char *tag, int taglen,
+							char *errbuf, size_t errlen);
+extern void L2RememberTagInvalidation(Oid dbid, const char *tag, int taglen);
+extern char *L2TagSetName(const ArcKey *tag, const char *dbname, size_t *len);
+extern const char *const L2TagInvalidateScript;
 extern bool L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen);
 extern void L2RememberDelete(const ArcKey *key);
 extern XLogRecPtr TwoCacheInvalidationLsn(void);

@@ -9,7 +9,8 @@
  *
  *	  "TC"  magic (2 bytes)
  *	  1     format version (1 byte)
- *	  op    'd' (del) or 's' (set) (1 byte)
+ *	  op    'd' (del), 's' (set) or 't' (tag invalidated; the key field
+ *	        holds the tag) (1 byte)
  *	  flags bit 0: cluster scope (1 byte)
  *	  lsn   WAL position at which the invalidation holds on the sender:
  *	        once a server replaying the sender's WAL has replayed this far,
@@ -111,7 +112,7 @@ TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
 		return false;
 	if (p[0] != TC_MAGIC0 || p[1] != TC_MAGIC1 || p[2] != TC_VERSION)
 		return false;
-	if (p[3] != TC_MSG_DEL && p[3] != TC_MSG_SET)
+	if (p[3] != TC_MSG_DEL && p[3] != TC_MSG_SET && p[3] != TC_MSG_TAG)
 		return false;
 	if ((p[4] & ~TC_FLAG_CLUSTER) != 0)
 		return false;

@@ -13,7 +13,8 @@
 typedef enum TcMessageOp
 {
 	TC_MSG_DEL = 'd',			/* key deleted */
-	TC_MSG_SET = 's'			/* key written */
+	TC_MSG_SET = 's',			/* key written */
+	TC_MSG_TAG = 't'			/* tag invalidated: the key field is the tag */
 } TcMessageOp;
 
 typedef struct TcMessage

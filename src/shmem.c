@@ -156,6 +156,8 @@ twocache_shmem_startup(void)
 		twocache_shared->arena_bytes = arena_total;
 		make_instance_id(twocache_shared->instance_id);
 		SpinLockInit(&twocache_shared->stats_mutex);
+		SpinLockInit(&twocache_shared->tag_mutex);
+		pg_atomic_init_u64(&twocache_shared->tag_counter, 0);
 		memset(twocache_shared->reset_base, 0, sizeof(twocache_shared->reset_base));
 		pg_atomic_init_u64(&twocache_shared->stats_reset,
 						   (uint64) GetCurrentTimestamp());

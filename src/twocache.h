@@ -22,6 +22,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/spin.h"
+#include "utils/array.h"
 #include "utils/hsearch.h"
 
 #include "arc.h"
@@ -29,6 +30,8 @@
 /* Limits */
 #define TWOCACHE_MAX_KEY_LEN		1024
 #define TWOCACHE_MAX_INSTANCE_ID	63
+#define TWOCACHE_MAX_TAGS			64	/* per entry */
+#define TWOCACHE_TAG_STRIPES		1024
 #define TWOCACHE_MAX_PARTITIONS		1024
 #define TWOCACHE_MIN_ARENA			(64 * 1024)	/* smallest arena per partition */
 
@@ -132,6 +135,11 @@ typedef struct TwoCacheShared
 
 	ArcPartition *partitions;	/* [npartitions] */
 	struct FlightPool *flights;
+
+	/* tag fences (tags.c): counter and stripes under tag_mutex */
+	slock_t		tag_mutex;
+	pg_atomic_uint64 tag_counter;
+	ArcFence	tag_stripes[TWOCACHE_TAG_STRIPES];
 } TwoCacheShared;
 
 extern TwoCacheShared *twocache_shared;
@@ -179,11 +187,25 @@ extern bool TwoCacheEntryIsLive(const ArcEntry *e, TimestampTz now);
 extern bool TwoCacheLocalDelete(const ArcKey *key);
 extern uint64 TwoCacheFlushLocal(void);
 extern void TwoCacheDeferInvalidation(const ArcKey *key, XLogRecPtr lsn);
-extern text *TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms);
+extern text *TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
+						 const ArcTags *tags);
 extern void TwoCacheMGet(int n, const ArcKey *keys, text **values);
 extern void TwoCacheProbe(const ArcKey *key, bool *is_value, int64 *ttl_ms);
 extern bool TwoCacheSet(const ArcKey *key, const char *value, uint32 len,
-						int64 ttl_ms, TwoCacheOnlyIf only_if, bool local_only);
+						int64 ttl_ms, TwoCacheOnlyIf only_if, bool local_only,
+						const ArcTags *tags);
+extern uint64 TwoCacheInvalidateTag(Oid dbid, const char *tag, int taglen);
+
+/* tags.c */
+struct FlightTicket;
+extern void TwoCacheTagsFromArray(ArrayType *arr, ArcTags *tags);
+extern bool TwoCacheTagsContain(const char *data, uint32 len, const char *tag,
+								int taglen);
+extern uint64 TwoCacheTagFenceStart(void);
+extern bool TwoCacheTagsAreStale(Oid dbid, const ArcTags *tags,
+								 const struct FlightTicket *t);
+extern uint64 TwoCacheInvalidateTagLocal(Oid dbid, const char *tag, int taglen,
+										 XLogRecPtr lsn);
 extern bool TwoCacheDel(const ArcKey *key, bool local_only);
 
 /* worker.c */

@@ -383,7 +383,10 @@ defer_message(const TcMessage *msg, const ArcKey *key)
 {
 	DeferredInvalidation *d;
 
-	TwoCacheDeferInvalidation(key, msg->lsn);
+	if (msg->op == TC_MSG_TAG)
+		(void) TwoCacheInvalidateTagLocal(key->dbid, key->data, key->len, msg->lsn);
+	else
+		TwoCacheDeferInvalidation(key, msg->lsn);
 	TwoCacheCount(TC_INVALIDATIONS_DEFERRED, 1);
 
 	if (ndeferred >= WORKER_MAX_DEFERRED)
@@ -451,12 +454,16 @@ process_deferred(WorkerConn *wc)
 			continue;
 		if (!d->l1_done)
 		{
-			(void) TwoCacheLocalDelete(&d->key);
+			if (d->op == TC_MSG_TAG)
+				(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.data,
+												  d->key.len, InvalidXLogRecPtr);
+			else
+				(void) TwoCacheLocalDelete(&d->key);
 			d->l1_done = true;
 		}
-		if (d->op == TC_MSG_DEL && redis && nbatch < WORKER_DEFERRED_BATCH)
+		if (d->op != TC_MSG_SET && redis && nbatch < WORKER_DEFERRED_BATCH)
 			batch[nbatch++] = d;
-		else if (d->op != TC_MSG_DEL || !redis)
+		else if (d->op == TC_MSG_SET || !redis)
 		{
 			/* a set's value came from its sender, not from a snapshot here */
 			dlist_delete(&d->node);
@@ -476,17 +483,37 @@ process_deferred(WorkerConn *wc)
 		{
 			DeferredInvalidation *d = batch[i];
 			size_t		rklen;
-			char	   *rkey = L2KeyName(&d->key, d->dbname, &rklen);
 			int			msglen;
-			char	   *msg = L2Message(&d->key, d->dbname, TC_MSG_DEL, d->lsn, &msglen);
+			char	   *msg = L2Message(&d->key, d->dbname, d->op, d->lsn, &msglen);
 
-			cmds[2 * i].argc = 0;
-			TwoCacheRedisArg(&cmds[2 * i], "DEL", 3);
-			TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
-			cmds[2 * i + 1].argc = 0;
-			TwoCacheRedisArg(&cmds[2 * i + 1], "PUBLISH", 7);
-			TwoCacheRedisArg(&cmds[2 * i + 1], wc->channel, strlen(wc->channel));
-			TwoCacheRedisArg(&cmds[2 * i + 1], msg, msglen);
+			if (d->op == TC_MSG_TAG)
+			{
+				/* delete the tag's keys and publish (a PING fills the pair) */
+				char	   *set = L2TagSetName(&d->key, d->dbname, &rklen);
+
+				cmds[2 * i].argc = 0;
+				TwoCacheRedisArg(&cmds[2 * i], "EVAL", 4);
+				TwoCacheRedisArg(&cmds[2 * i], L2TagInvalidateScript,
+								 strlen(L2TagInvalidateScript));
+				TwoCacheRedisArg(&cmds[2 * i], "1", 1);
+				TwoCacheRedisArg(&cmds[2 * i], set, rklen);
+				TwoCacheRedisArg(&cmds[2 * i], wc->channel, strlen(wc->channel));
+				TwoCacheRedisArg(&cmds[2 * i], msg, msglen);
+				cmds[2 * i + 1].argc = 0;
+				TwoCacheRedisArg(&cmds[2 * i + 1], "PING", 4);
+			}
+			else
+			{
+				char	   *rkey = L2KeyName(&d->key, d->dbname, &rklen);
+
+				cmds[2 * i].argc = 0;
+				TwoCacheRedisArg(&cmds[2 * i], "DEL", 3);
+				TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
+				cmds[2 * i + 1].argc = 0;
+				TwoCacheRedisArg(&cmds[2 * i + 1], "PUBLISH", 7);
+				TwoCacheRedisArg(&cmds[2 * i + 1], wc->channel, strlen(wc->channel));
+				TwoCacheRedisArg(&cmds[2 * i + 1], msg, msglen);
+			}
 		}
 		if (TwoCacheRedisExec(wc->cmd, 2 * nbatch, cmds, replies,
 							  twocache_redis_timeout, err, sizeof(err)))
@@ -531,6 +558,8 @@ apply_message(const char *data, size_t len)
 	TwoCacheKeyInit(&key, dbid, msg.key, msg.keylen);
 	if (must_defer(&msg))
 		defer_message(&msg, &key);
+	else if (msg.op == TC_MSG_TAG)
+		(void) TwoCacheInvalidateTagLocal(dbid, msg.key, msg.keylen, InvalidXLogRecPtr);
 	else
 		(void) TwoCacheLocalDelete(&key);
 	TwoCacheCount(TC_INVALIDATIONS_RECEIVED, 1);

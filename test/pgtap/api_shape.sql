@@ -1,8 +1,8 @@
--- The SQL surface of twocache 1.0 (SPEC section 2): every function with its
+-- The SQL surface of twocache 1.1 (SPEC section 2, and tags): every function with its
 -- exact argument types, return type, volatility and language; the stats
 -- view and its columns.
 BEGIN;
-SELECT plan(79);
+SELECT plan(81);
 
 SELECT has_extension('twocache');
 
@@ -13,8 +13,9 @@ SELECT set_eq(
 	  JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
 	  JOIN pg_proc p ON p.oid = d.objid AND d.classid = 'pg_proc'::regclass
 	  WHERE e.extname = 'twocache'$$,
-	ARRAY['twocache_get(text,text,interval)',
-		  'twocache_set(text,text,interval,text)',
+	ARRAY['twocache_get(text,text,interval,text[])',
+		  'twocache_set(text,text,interval,text,text[])',
+		  'twocache_invalidate_tag(text)',
 		  'twocache_del(text)',
 		  'twocache_local_set(text,text,interval)',
 		  'twocache_local_del(text)',
@@ -27,11 +28,11 @@ SELECT set_eq(
 		  'twocache_stats()',
 		  'twocache_stats_reset()',
 		  'twocache_status()'],
-	'the extension has exactly the functions of SPEC section 2');
+	'the extension has exactly the functions of SPEC section 2, and twocache_invalidate_tag');
 
 -- functions with exact argument types
-SELECT has_function('twocache_get', ARRAY['text', 'text', 'interval']);
-SELECT has_function('twocache_set', ARRAY['text', 'text', 'interval', 'text']);
+SELECT has_function('twocache_get', ARRAY['text', 'text', 'interval', 'text[]']);
+SELECT has_function('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]']);
 SELECT has_function('twocache_del', ARRAY['text']);
 SELECT has_function('twocache_local_set', ARRAY['text', 'text', 'interval']);
 SELECT has_function('twocache_local_del', ARRAY['text']);
@@ -46,8 +47,8 @@ SELECT has_function('twocache_stats_reset', ARRAY[]::name[]);
 SELECT has_function('twocache_status', ARRAY[]::name[]);
 
 -- return types
-SELECT function_returns('twocache_get', ARRAY['text', 'text', 'interval'], 'text');
-SELECT function_returns('twocache_set', ARRAY['text', 'text', 'interval', 'text'], 'boolean');
+SELECT function_returns('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'text');
+SELECT function_returns('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'boolean');
 SELECT function_returns('twocache_del', ARRAY['text'], 'boolean');
 SELECT function_returns('twocache_local_set', ARRAY['text', 'text', 'interval'], 'void');
 SELECT function_returns('twocache_local_del', ARRAY['text'], 'boolean');
@@ -63,12 +64,15 @@ SELECT function_returns('twocache_status', ARRAY[]::name[], 'record');
 
 -- argument names and defaults, and the columns of the set-returning and
 -- record functions
-SELECT is(pg_get_function_arguments('twocache_get(text,text,interval)'::regprocedure),
-	'key text, fetch_query text DEFAULT NULL::text, ttl interval DEFAULT NULL::interval',
+SELECT is(pg_get_function_arguments('twocache_get(text,text,interval,text[])'::regprocedure),
+	'key text, fetch_query text DEFAULT NULL::text, ttl interval DEFAULT NULL::interval, tags text[] DEFAULT NULL::text[]',
 	'twocache_get arguments');
-SELECT is(pg_get_function_arguments('twocache_set(text,text,interval,text)'::regprocedure),
-	'key text, value text, ttl interval DEFAULT NULL::interval, only_if text DEFAULT NULL::text',
+SELECT is(pg_get_function_arguments('twocache_set(text,text,interval,text,text[])'::regprocedure),
+	'key text, value text, ttl interval DEFAULT NULL::interval, only_if text DEFAULT NULL::text, tags text[] DEFAULT NULL::text[]',
 	'twocache_set arguments');
+SELECT is(pg_get_function_arguments('twocache_invalidate_tag(text)'::regprocedure),
+	'tag text', 'twocache_invalidate_tag arguments');
+SELECT function_returns('twocache_invalidate_tag', ARRAY['text'], 'bigint');
 SELECT is(pg_get_function_arguments('twocache_local_set(text,text,interval)'::regprocedure),
 	'key text, value text, ttl interval DEFAULT NULL::interval',
 	'twocache_local_set arguments');
@@ -86,8 +90,8 @@ SELECT is(pg_get_function_arguments('twocache_status()'::regprocedure),
 	'twocache_status columns');
 
 -- volatility: everything reads or changes shared state
-SELECT volatility_is('twocache_get', ARRAY['text', 'text', 'interval'], 'volatile');
-SELECT volatility_is('twocache_set', ARRAY['text', 'text', 'interval', 'text'], 'volatile');
+SELECT volatility_is('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'volatile');
+SELECT volatility_is('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'volatile');
 SELECT volatility_is('twocache_del', ARRAY['text'], 'volatile');
 SELECT volatility_is('twocache_local_set', ARRAY['text', 'text', 'interval'], 'volatile');
 SELECT volatility_is('twocache_local_del', ARRAY['text'], 'volatile');
@@ -102,8 +106,8 @@ SELECT volatility_is('twocache_stats_reset', ARRAY[]::name[], 'volatile');
 SELECT volatility_is('twocache_status', ARRAY[]::name[], 'volatile');
 
 -- not STRICT: a NULL key or value must raise 22004, not return NULL
-SELECT isnt_strict('twocache_get', ARRAY['text', 'text', 'interval']);
-SELECT isnt_strict('twocache_set', ARRAY['text', 'text', 'interval', 'text']);
+SELECT isnt_strict('twocache_get', ARRAY['text', 'text', 'interval', 'text[]']);
+SELECT isnt_strict('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]']);
 SELECT isnt_strict('twocache_del', ARRAY['text']);
 SELECT isnt_strict('twocache_local_set', ARRAY['text', 'text', 'interval']);
 SELECT isnt_strict('twocache_local_del', ARRAY['text']);

@@ -2,10 +2,10 @@
 -- executable by PUBLIC; readers are; a role granted EXECUTE may write; no
 -- superuser checks in C; fetch queries run as the calling role.
 BEGIN;
-SELECT plan(65);
+SELECT plan(66);
 
 -- PUBLIC: readers yes, writers no
-SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval'], 'public', ARRAY['EXECUTE']);
+SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_mget', ARRAY['text[]'], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_exists', ARRAY['text'], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_ttl', ARRAY['text'], 'public', ARRAY['EXECUTE']);
@@ -14,18 +14,19 @@ SELECT function_privs_are('twocache_entries', ARRAY[]::name[], 'public', ARRAY['
 SELECT function_privs_are('twocache_stats', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
 SELECT table_privs_are('twocache_stats', 'public', ARRAY['SELECT'], 'PUBLIC may read the twocache_stats view');
 SELECT function_privs_are('twocache_status', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
-SELECT function_privs_are('twocache_set', ARRAY['text', 'text', 'interval', 'text'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_del', ARRAY['text'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_local_set', ARRAY['text', 'text', 'interval'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_local_del', ARRAY['text'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_flush_local', ARRAY[]::name[], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_stats_reset', ARRAY[]::name[], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('twocache_invalidate_tag', ARRAY['text'], 'public', ARRAY[]::name[]);
 
 -- roles of this transaction only
 CREATE ROLE twocache_tap_reader;
 CREATE ROLE twocache_tap_writer;
 GRANT EXECUTE ON FUNCTION
-	twocache_set(text, text, interval, text),
+	twocache_set(text, text, interval, text, text[]),
 	twocache_del(text),
 	twocache_local_set(text, text, interval),
 	twocache_local_del(text),
@@ -37,13 +38,13 @@ INSERT INTO twocache_tap_secret VALUES ('secret');
 REVOKE ALL ON twocache_tap_secret FROM PUBLIC;
 GRANT SELECT ON twocache_tap_secret TO twocache_tap_writer;
 
-SELECT function_privs_are('twocache_set', ARRAY['text', 'text', 'interval', 'text'], 'twocache_tap_writer', ARRAY['EXECUTE']);
+SELECT function_privs_are('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'twocache_tap_writer', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_del', ARRAY['text'], 'twocache_tap_writer', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_local_set', ARRAY['text', 'text', 'interval'], 'twocache_tap_writer', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_local_del', ARRAY['text'], 'twocache_tap_writer', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_flush_local', ARRAY[]::name[], 'twocache_tap_writer', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_stats_reset', ARRAY[]::name[], 'twocache_tap_writer', ARRAY['EXECUTE']);
-SELECT function_privs_are('twocache_set', ARRAY['text', 'text', 'interval', 'text'], 'twocache_tap_reader', ARRAY[]::name[]);
+SELECT function_privs_are('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'twocache_tap_reader', ARRAY[]::name[]);
 
 SELECT lives_ok($$SELECT twocache_set('tap:priv:a', 'alpha')$$, 'the superuser sets a key');
 

@@ -1,0 +1,82 @@
+/* twocache--1.0--1.1.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION twocache UPDATE TO '1.1'" to load this file. \quit
+
+--
+-- Tags: twocache_get and twocache_set take tags text[].  A parameter cannot
+-- be added to a function, so both are made again; the privileges granted
+-- on the 1.0 functions carry over.
+--
+CREATE FUNCTION twocache_restore_acl_1_1(fn regprocedure, acl aclitem[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	g record;
+BEGIN
+	IF acl IS NULL THEN
+		RETURN;					-- the default: EXECUTE to PUBLIC
+	END IF;
+	EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+	FOR g IN
+		SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+					ELSE quote_ident(r.rolname) END AS role,
+			   a.is_grantable
+		FROM aclexplode(acl) a
+		LEFT JOIN pg_roles r ON r.oid = a.grantee
+		WHERE a.privilege_type = 'EXECUTE'
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn, g.role,
+					   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+END
+$$;
+
+DO $$
+DECLARE
+	get_acl aclitem[];
+	set_acl aclitem[];
+BEGIN
+	SELECT proacl INTO get_acl FROM pg_proc
+	WHERE oid = 'twocache_get(text, text, interval)'::regprocedure;
+	SELECT proacl INTO set_acl FROM pg_proc
+	WHERE oid = 'twocache_set(text, text, interval, text)'::regprocedure;
+
+	DROP FUNCTION twocache_get(text, text, interval);
+	DROP FUNCTION twocache_set(text, text, interval, text);
+
+	CREATE FUNCTION twocache_get(key text, fetch_query text DEFAULT NULL,
+								 ttl interval DEFAULT NULL,
+								 tags text[] DEFAULT NULL)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'twocache_get'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+	CREATE FUNCTION twocache_set(key text, value text, ttl interval DEFAULT NULL,
+								 only_if text DEFAULT NULL,
+								 tags text[] DEFAULT NULL)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'twocache_set'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+	PERFORM twocache_restore_acl_1_1('twocache_get(text, text, interval, text[])', get_acl);
+	PERFORM twocache_restore_acl_1_1('twocache_set(text, text, interval, text, text[])', set_acl);
+END
+$$;
+
+DROP FUNCTION twocache_restore_acl_1_1(regprocedure, aclitem[]);
+
+COMMENT ON FUNCTION twocache_get(text, text, interval, text[]) IS
+'value of key from the local cache, then Redis, else from running fetch_query once per server; NULL if not found; a filled value carries tags';
+
+COMMENT ON FUNCTION twocache_set(text, text, interval, text, text[]) IS
+'write key in both layers and tell other servers; only_if ''absent'' or ''present''; returns whether it wrote; the value carries tags';
+
+CREATE FUNCTION twocache_invalidate_tag(tag text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'twocache_invalidate_tag'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION twocache_invalidate_tag(text) IS
+'drop every key carrying tag, in both layers and on every server; returns how many this server dropped';
+
+REVOKE ALL ON FUNCTION twocache_invalidate_tag(text) FROM PUBLIC;

@@ -1,0 +1,218 @@
+/*-------------------------------------------------------------------------
+ *
+ * tags.c
+ *	  Cache tags: an entry carries tags, and invalidating a tag drops every
+ *	  entry carrying it.
+ *
+ * Tags are given to twocache_get (for the value it fills) and twocache_set,
+ * and stored with the entry, after its value, encoded as a 2-byte length and
+ * the bytes of each tag (ArcTags).  Like keys, tags live in a database (or,
+ * with twocache.scope = cluster, in the server): a tag invalidation drops
+ * the entries of its own database only.
+ *
+ * Invalidating a tag first bumps the tag's fence stripe, then drops the
+ * matching entries partition by partition.  A fill checks the stripes of its
+ * tags under its partition lock before storing, so either it sees the bump
+ * and is rejected, or it stored before the scan reached its partition and
+ * the scan drops it.  Stripes are shared by tags (by hash), so a fill may be
+ * rejected needlessly, never kept wrongly.  On a hot standby a tag
+ * invalidation that waits for WAL replay records its position in the stripe,
+ * as for keys (flight.c).
+ *
+ * Locking: the stripes are under twocache_shared->tag_mutex, a spinlock held
+ * for a few instructions; the scan takes each partition's lock exclusively
+ * in turn.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/timestamp.h"
+
+#include "flight.h"
+#include "twocache.h"
+
+/*
+ * Encode a text[] of tags (NULL: none) into *tags (palloc'd).  Raises the
+ * key errors for a NULL, empty or oversize tag; duplicates are dropped.
+ */
+void
+TwoCacheTagsFromArray(ArrayType *arr, ArcTags *tags)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	StringInfoData buf;
+
+	tags->data = NULL;
+	tags->len = 0;
+	if (arr == NULL)
+		return;
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("array of cache tags must be one-dimensional")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n > TWOCACHE_MAX_TAGS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many cache tags: %d", n),
+				 errdetail("An entry carries at most %d tags.", TWOCACHE_MAX_TAGS)));
+
+	initStringInfo(&buf);
+	for (i = 0; i < n; i++)
+	{
+		text	   *t;
+		int			len;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("cache tag must not be null")));
+		t = DatumGetTextPP(elems[i]);
+		len = VARSIZE_ANY_EXHDR(t);
+		if (len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cache tag must not be empty")));
+		if (len > TWOCACHE_MAX_KEY_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("cache tag is too long: %d bytes", len),
+					 errdetail("Tags are limited to %d bytes.", TWOCACHE_MAX_KEY_LEN)));
+		if (TwoCacheTagsContain(buf.data, buf.len, VARDATA_ANY(t), len))
+			continue;
+		appendStringInfoChar(&buf, (char) (len >> 8));
+		appendStringInfoChar(&buf, (char) (len & 0xff));
+		appendBinaryStringInfo(&buf, VARDATA_ANY(t), len);
+	}
+	tags->data = buf.data;
+	tags->len = buf.len;
+}
+
+/* Does the encoded tag list hold this tag? */
+bool
+TwoCacheTagsContain(const char *data, uint32 len, const char *tag, int taglen)
+{
+	const unsigned char *p = (const unsigned char *) data;
+	const unsigned char *end = p + len;
+
+	while (end - p >= 2)
+	{
+		int			n = (p[0] << 8) | p[1];
+
+		p += 2;
+		if (n > end - p)
+			break;
+		if (n == taglen && memcmp(p, tag, n) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+static ArcFence *
+tag_stripe(Oid dbid, const char *tag, int taglen)
+{
+	uint32		h = hash_bytes((const unsigned char *) tag, taglen);
+
+	h = hash_combine(h, murmurhash32((uint32) dbid));
+	return &twocache_shared->tag_stripes[h % TWOCACHE_TAG_STRIPES];
+}
+
+/* Where tag fencing starts for a fill beginning now. */
+uint64
+TwoCacheTagFenceStart(void)
+{
+	return pg_atomic_read_u64(&twocache_shared->tag_counter);
+}
+
+/*
+ * Was one of the tags of a fill begun with t (in database dbid) invalidated
+ * since?  (The same rules as FlightFillIsStale, by tag stripe.)
+ */
+bool
+TwoCacheTagsAreStale(Oid dbid, const ArcTags *tags, const FlightTicket *t)
+{
+	const unsigned char *p;
+	const unsigned char *end;
+	bool		stale = false;
+
+	if (tags == NULL || tags->len == 0)
+		return false;
+	p = (const unsigned char *) tags->data;
+	end = p + tags->len;
+	SpinLockAcquire(&twocache_shared->tag_mutex);
+	while (!stale && end - p >= 2)
+	{
+		int			n = (p[0] << 8) | p[1];
+		ArcFence   *f;
+
+		p += 2;
+		if (n > end - p)
+			break;
+		f = tag_stripe(dbid, (const char *) p, n);
+		p += n;
+		stale = f->counter > t->tag_start ||
+			(t->xact_start != 0 && f->counter != 0 && f->at >= t->xact_start) ||
+			(!XLogRecPtrIsInvalid(t->replay_start) && f->pending_lsn > t->replay_start);
+	}
+	SpinLockRelease(&twocache_shared->tag_mutex);
+	return stale;
+}
+
+/*
+ * Drop every L1 entry of database dbid carrying tag, after fencing fills
+ * of it; on a standby, lsn (if valid) is the WAL position the invalidation
+ * holds from, not replayed yet.  Returns how many resident entries were
+ * dropped.
+ */
+uint64
+TwoCacheInvalidateTagLocal(Oid dbid, const char *tag, int taglen, XLogRecPtr lsn)
+{
+	ArcFence   *f = tag_stripe(dbid, tag, taglen);
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		dropped = 0;
+	int			i;
+
+	SpinLockAcquire(&twocache_shared->tag_mutex);
+	f->counter = pg_atomic_add_fetch_u64(&twocache_shared->tag_counter, 1);
+	f->at = now;
+	if (!XLogRecPtrIsInvalid(lsn))
+		f->pending_lsn = Max(f->pending_lsn, lsn);
+	SpinLockRelease(&twocache_shared->tag_mutex);
+
+	for (i = 0; i < twocache_shared->npartitions; i++)
+	{
+		ArcPartition *part = &twocache_shared->partitions[i];
+		HTAB	   *hash = TwoCachePartitionHash(i);
+		int			l;
+
+		LWLockAcquire(part->lock, LW_EXCLUSIVE);
+		for (l = ARC_T1; l <= ARC_T2; l++)
+		{
+			dlist_mutable_iter iter;
+
+			dlist_foreach_modify(iter, &part->lists[l])
+			{
+				ArcEntry   *e = dlist_container(ArcEntry, node, iter.cur);
+
+				if (e->tags_len == 0 || e->key.dbid != dbid ||
+					!TwoCacheTagsContain(ArcEntryTags(e), e->tags_len, tag, taglen))
+					continue;
+				FlightInvalidateKey(part, &e->key);
+				ArcRemove(part, hash, e);
+				dropped++;
+			}
+		}
+		LWLockRelease(part->lock);
+	}
+	return dropped;
+}

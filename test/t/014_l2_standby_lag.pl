@@ -20,7 +20,7 @@ my $primary = l2_node('primary', $redis, allows_streaming => 1);
 $primary->safe_psql(
 	'postgres', q{
 CREATE TABLE src (id int PRIMARY KEY, v text);
-INSERT INTO src VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four');
+INSERT INTO src VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four'), (5, 'five');
 });
 $primary->backup('b1');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
@@ -146,6 +146,33 @@ COMMIT;
 }
 
 # ---------------------------------------------------------------------
+# A tag invalidation waits for replay too: a fill carrying the tag is not
+# stored until the standby has replayed the commit.
+# ---------------------------------------------------------------------
+my $tagged5 = q{SELECT twocache_get('tagged:5', 'SELECT v FROM src WHERE id = 5', NULL, ARRAY['src'])};
+{
+	my $r0 = counter($standby, 'invalidations_received');
+	my $d0 = counter($standby, 'invalidations_deferred');
+	$primary->safe_psql(
+		'postgres', q{
+BEGIN;
+UPDATE src SET v = 'fuenf' WHERE id = 5;
+SELECT twocache_invalidate_tag('src');
+COMMIT;
+});
+	ok(poll($standby, "SELECT invalidations_received >= $r0 + 2 FROM twocache_stats"),
+		'standby: received the tag invalidation and its post-commit repeat');
+	cmp_ok(counter($standby, 'invalidations_deferred'), '>=', $d0 + 1,
+		'standby: the tag invalidation waits for replay');
+	is($standby->safe_psql('postgres', $tagged5), 'five', "standby: reads its snapshot's row 5");
+	is(in_l1($standby, 'tagged:5'), 'f', 'standby: a fill carrying the tag is not stored');
+	is($redis->cli('EXISTS', 'db:postgres:tagged:5'), '0', 'standby: nor written to L2');
+	# an L2 copy that slipped in, listed in the tag's set
+	$redis->cli('SET', 'db:postgres:tagged:5', 'vfive');
+	$redis->cli('SADD', 'tag:db:postgres:src', 'db:postgres:tagged:5');
+}
+
+# ---------------------------------------------------------------------
 # A server of another cluster on the same Redis: its LSNs mean nothing to
 # the standby, whose L1 drops the key at once and is not held back.
 # ---------------------------------------------------------------------
@@ -178,6 +205,10 @@ ok(poll($standby, 'SELECT deferred_invalidations = 0 FROM twocache_status()'),
 ok(poll($primary, q{SELECT true}, 't'), 'primary: alive');
 is($redis->cli('EXISTS', 'db:postgres:row:2'), '0',
 	'standby: applied the del of row:2 again in L2');
+is($redis->cli('EXISTS', 'db:postgres:tagged:5'), '0',
+	'standby: applied the tag invalidation again in L2');
+is($standby->safe_psql('postgres', $tagged5), 'fuenf', 'standby: row 5 is fuenf');
+is(in_l1($standby, 'tagged:5'), 't', 'standby: and cached, with its tag');
 foreach my $case ([ 1, 'uno' ], [ 2, 'dos' ], [ 3, 'drei' ], [ 4, 'four' ])
 {
 	my ($id, $v) = @$case;

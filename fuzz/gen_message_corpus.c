@@ -146,6 +146,10 @@ main(int argc, char **argv)
 	set_key(&m, "report:42", 9);
 	seed(&m, "del-database");
 
+	init_msg(&m, TC_MSG_TAG, "primary", "postgres", UINT64CONST(0x16B3748), UINT64CONST(7301828452437217042));
+	set_key(&m, "public.orders", 13);
+	seed(&m, "tag-database");
+
 	init_msg(&m, TC_MSG_SET, "standby-1", "app", UINT64CONST(0x16B3748), UINT64CONST(7301828452437217042));
 	set_key(&m, "customer:7:summary", 18);
 	seed(&m, "set-database-lsn");

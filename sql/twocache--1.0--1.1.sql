@@ -80,3 +80,50 @@ COMMENT ON FUNCTION twocache_invalidate_tag(text) IS
 'drop every key carrying tag, in both layers and on every server; returns how many this server dropped';
 
 REVOKE ALL ON FUNCTION twocache_invalidate_tag(text) FROM PUBLIC;
+
+--
+-- Commit-time invalidation from table changes
+--
+CREATE FUNCTION twocache_invalidate_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'twocache_invalidate_trigger'
+LANGUAGE C;
+
+COMMENT ON FUNCTION twocache_invalidate_trigger() IS
+'AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ... FOR EACH STATEMENT trigger: invalidate its argument tags (default: the table''s qualified name) after commit';
+
+CREATE FUNCTION twocache_track(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_trigger
+			   WHERE tgrelid = tbl AND tgname = 'twocache_invalidate') THEN
+		RETURN;
+	END IF;
+	EXECUTE format('CREATE TRIGGER twocache_invalidate
+		AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.twocache_invalidate_trigger()',
+		tbl);
+END
+$$;
+
+COMMENT ON FUNCTION twocache_track(regclass) IS
+'install the twocache_invalidate trigger on a table: a committed change to it invalidates the tag of its qualified name';
+
+CREATE FUNCTION twocache_untrack(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	EXECUTE format('DROP TRIGGER IF EXISTS twocache_invalidate ON %s', tbl);
+END
+$$;
+
+COMMENT ON FUNCTION twocache_untrack(regclass) IS
+'remove the twocache_invalidate trigger of a table';
+
+REVOKE ALL ON FUNCTION twocache_track(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION twocache_untrack(regclass) FROM PUBLIC;

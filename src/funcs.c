@@ -16,14 +16,18 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "common/int.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "flight.h"
+#include "l2.h"
 #include "redis.h"
 #include "twocache.h"
 
@@ -42,6 +46,7 @@ PG_FUNCTION_INFO_V1(twocache_stats);
 PG_FUNCTION_INFO_V1(twocache_stats_reset);
 PG_FUNCTION_INFO_V1(twocache_status);
 PG_FUNCTION_INFO_V1(twocache_invalidate_tag);
+PG_FUNCTION_INFO_V1(twocache_invalidate_trigger);
 
 #define STATS_COLS		(TC_NUM_COUNTERS + 11)
 #define STATUS_COLS		10
@@ -643,4 +648,54 @@ twocache_invalidate_tag(PG_FUNCTION_ARGS)
 				 errmsg("cache tag is too long: %d bytes", len),
 				 errdetail("Tags are limited to %d bytes.", TWOCACHE_MAX_KEY_LEN)));
 	PG_RETURN_INT64((int64) TwoCacheInvalidateTag(scope_dbid(), VARDATA_ANY(t), len));
+}
+
+/*
+ * twocache_invalidate_trigger(): an AFTER ... FOR EACH STATEMENT trigger
+ * queuing, for after commit, the invalidation of the tags given as its
+ * arguments (default: the table's schema-qualified name).  A rollback, or
+ * that of the savepoint the statement ran in, sends nothing.
+ */
+Datum
+twocache_invalidate_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	Relation	rel;
+	int			i;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("twocache_invalidate_trigger() was not called by the trigger manager")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("twocache_invalidate_trigger() must be fired AFTER ... FOR EACH STATEMENT")));
+	TwoCacheRequireShmem();
+
+	trigger = trigdata->tg_trigger;
+	rel = trigdata->tg_relation;
+	if (trigger->tgnargs == 0)
+	{
+		char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													  RelationGetRelationName(rel));
+
+		L2QueueTagInvalidation(scope_dbid(), name, strlen(name));
+	}
+	for (i = 0; i < trigger->tgnargs; i++)
+	{
+		const char *tag = trigger->tgargs[i];
+		int			len = strlen(tag);
+
+		if (len == 0 || len > TWOCACHE_MAX_KEY_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid cache tag in the arguments of trigger \"%s\"",
+							trigger->tgname),
+					 errdetail("Tags are 1 to %d bytes.", TWOCACHE_MAX_KEY_LEN)));
+		L2QueueTagInvalidation(scope_dbid(), tag, len);
+	}
+	return PointerGetDatum(NULL);
 }

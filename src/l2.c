@@ -84,11 +84,16 @@ const char *const L2TagInvalidateScript =
 "redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
 "return #members\n";
 
-/* A key deleted (or a tag invalidated) in the current transaction block,
- * to apply again after commit. */
+/*
+ * A key deleted (or a tag invalidated) in the current transaction block, to
+ * apply again after commit; or a tag invalidation queued by the trigger,
+ * applied only after commit and forgotten if its subtransaction aborts.
+ */
 typedef struct PendingDelete
 {
 	bool		is_tag;			/* key is a tag */
+	bool		queued;			/* by the trigger: only after commit */
+	int			nest_level;		/* subtransaction that queued it */
 	ArcKey		key;			/* data points into this allocation */
 	char	   *rkey;
 	size_t		rkeylen;
@@ -98,6 +103,9 @@ typedef struct PendingDelete
 } PendingDelete;
 
 static PendingDelete *pending_deletes = NULL;
+
+static void l2_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								SubTransactionId parentSubid, void *arg);
 static bool xact_callback_registered = false;
 static char *my_dbname = NULL;
 
@@ -746,6 +754,38 @@ apply_pending(void)
 	pfree(replies);
 }
 
+/*
+ * At the end of a subtransaction: an abort forgets the invalidations the
+ * trigger queued in it; a commit hands them to the parent.
+ */
+static void
+l2_subxact_callback(SubXactEvent event, SubTransactionId mySubid pg_attribute_unused(),
+					SubTransactionId parentSubid pg_attribute_unused(),
+					void *arg pg_attribute_unused())
+{
+	int			level = GetCurrentTransactionNestLevel();
+	PendingDelete **link = &pending_deletes;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	while (*link != NULL)
+	{
+		PendingDelete *d = *link;
+
+		if (d->queued && d->nest_level >= level)
+		{
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+			{
+				*link = d->next;
+				pfree(d);
+				continue;
+			}
+			d->nest_level = level - 1;
+		}
+		link = &d->next;
+	}
+}
+
 static void
 l2_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
@@ -773,7 +813,7 @@ l2_xact_callback(XactEvent event, void *arg pg_attribute_unused())
  * commit.  Builds the Redis key and message now, while catalog access works.
  */
 static void
-remember(const ArcKey *key, bool is_tag)
+remember(const ArcKey *key, bool is_tag, bool queued)
 {
 	PendingDelete *d;
 	size_t		rklen;
@@ -790,6 +830,7 @@ remember(const ArcKey *key, bool is_tag)
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(l2_xact_callback, NULL);
+		RegisterSubXactCallback(l2_subxact_callback, NULL);
 		xact_callback_registered = true;
 	}
 
@@ -808,6 +849,8 @@ remember(const ArcKey *key, bool is_tag)
 	d->msg = p;
 	d->msglen = msglen;
 	d->is_tag = is_tag;
+	d->queued = queued;
+	d->nest_level = GetCurrentTransactionNestLevel();
 	d->next = pending_deletes;
 	pending_deletes = d;
 }
@@ -815,7 +858,7 @@ remember(const ArcKey *key, bool is_tag)
 void
 L2RememberDelete(const ArcKey *key)
 {
-	remember(key, false);
+	remember(key, false, false);
 }
 
 /* The same for a tag invalidation. */
@@ -828,5 +871,30 @@ L2RememberTagInvalidation(Oid dbid, const char *tag, int taglen)
 	t.data = tag;
 	t.len = taglen;
 	t.hash = 0;
-	remember(&t, true);
+	remember(&t, true, false);
+}
+
+/*
+ * Queue a tag invalidation to send after commit (twocache_invalidate_trigger):
+ * nothing happens now, a rollback (of the transaction or of the queueing
+ * subtransaction) sends nothing.  A tag already queued is not queued again.
+ */
+void
+L2QueueTagInvalidation(Oid dbid, const char *tag, int taglen)
+{
+	PendingDelete *d;
+	ArcKey		t;
+
+	for (d = pending_deletes; d != NULL; d = d->next)
+	{
+		if (d->is_tag && d->queued && d->key.dbid == dbid &&
+			d->key.len == (uint32) taglen && memcmp(d->key.data, tag, taglen) == 0 &&
+			d->nest_level <= GetCurrentTransactionNestLevel())
+			return;
+	}
+	t.dbid = dbid;
+	t.data = tag;
+	t.len = taglen;
+	t.hash = 0;
+	remember(&t, true, true);
 }

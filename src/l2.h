@@ -33,6 +33,7 @@ extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms
 extern bool L2InvalidateTag(Oid dbid, const char *tag, int taglen,
 							char *errbuf, size_t errlen);
 extern void L2RememberTagInvalidation(Oid dbid, const char *tag, int taglen);
+extern void L2QueueTagInvalidation(Oid dbid, const char *tag, int taglen);
 extern char *L2TagSetName(const ArcKey *tag, const char *dbname, size_t *len);
 extern const char *const L2TagInvalidateScript;
 extern bool L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen);

@@ -2,7 +2,7 @@
 -- exact argument types, return type, volatility and language; the stats
 -- view and its columns.
 BEGIN;
-SELECT plan(81);
+SELECT plan(83);
 
 SELECT has_extension('twocache');
 
@@ -16,6 +16,9 @@ SELECT set_eq(
 	ARRAY['twocache_get(text,text,interval,text[])',
 		  'twocache_set(text,text,interval,text,text[])',
 		  'twocache_invalidate_tag(text)',
+		  'twocache_invalidate_trigger()',
+		  'twocache_track(regclass)',
+		  'twocache_untrack(regclass)',
 		  'twocache_del(text)',
 		  'twocache_local_set(text,text,interval)',
 		  'twocache_local_del(text)',
@@ -28,7 +31,7 @@ SELECT set_eq(
 		  'twocache_stats()',
 		  'twocache_stats_reset()',
 		  'twocache_status()'],
-	'the extension has exactly the functions of SPEC section 2, and twocache_invalidate_tag');
+	'the extension has exactly the functions of SPEC section 2, and those of tags');
 
 -- functions with exact argument types
 SELECT has_function('twocache_get', ARRAY['text', 'text', 'interval', 'text[]']);
@@ -73,6 +76,8 @@ SELECT is(pg_get_function_arguments('twocache_set(text,text,interval,text,text[]
 SELECT is(pg_get_function_arguments('twocache_invalidate_tag(text)'::regprocedure),
 	'tag text', 'twocache_invalidate_tag arguments');
 SELECT function_returns('twocache_invalidate_tag', ARRAY['text'], 'bigint');
+SELECT function_returns('twocache_invalidate_trigger', ARRAY[]::name[], 'trigger');
+SELECT function_returns('twocache_track', ARRAY['regclass'], 'void');
 SELECT is(pg_get_function_arguments('twocache_local_set(text,text,interval)'::regprocedure),
 	'key text, value text, ttl interval DEFAULT NULL::interval',
 	'twocache_local_set arguments');
@@ -119,12 +124,13 @@ SELECT throws_ok($$SELECT twocache_exists(NULL)$$, '22004', NULL, 'twocache_exis
 SELECT throws_ok($$SELECT twocache_ttl(NULL)$$, '22004', NULL, 'twocache_ttl(NULL) raises 22004');
 SELECT throws_ok($$SELECT * FROM twocache_mget(NULL)$$, '22004', NULL, 'twocache_mget(NULL) raises 22004');
 
--- C functions; none is SECURITY DEFINER (fetch queries run as the caller);
--- each has a comment
+-- C functions but for the two PL/pgSQL helpers that install and remove the
+-- trigger; none is SECURITY DEFINER (fetch queries run as the caller); each
+-- has a comment
 SELECT is(
-	(SELECT count(*)::int FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+	(SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 	 WHERE p.proname LIKE 'twocache\_%' AND l.lanname <> 'c'),
-	0, 'every twocache function is written in C');
+	ARRAY['twocache_track', 'twocache_untrack'], 'every twocache function is written in C but twocache_track and twocache_untrack');
 SELECT is(
 	(SELECT count(*)::int FROM pg_proc WHERE proname LIKE 'twocache\_%' AND prosecdef),
 	0, 'no twocache function is SECURITY DEFINER');

@@ -2,7 +2,7 @@
 -- executable by PUBLIC; readers are; a role granted EXECUTE may write; no
 -- superuser checks in C; fetch queries run as the calling role.
 BEGIN;
-SELECT plan(66);
+SELECT plan(68);
 
 -- PUBLIC: readers yes, writers no
 SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'public', ARRAY['EXECUTE']);
@@ -21,6 +21,8 @@ SELECT function_privs_are('twocache_local_del', ARRAY['text'], 'public', ARRAY[]
 SELECT function_privs_are('twocache_flush_local', ARRAY[]::name[], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_stats_reset', ARRAY[]::name[], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_invalidate_tag', ARRAY['text'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('twocache_track', ARRAY['regclass'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('twocache_untrack', ARRAY['regclass'], 'public', ARRAY[]::name[]);
 
 -- roles of this transaction only
 CREATE ROLE twocache_tap_reader;

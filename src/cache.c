@@ -316,6 +316,7 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	volatile bool fetching = false;
 	volatile bool from_l2 = false;
 	int64		fill_ttl;
+	const ArcTags *store_tags;
 
 	memset(&fr, 0, sizeof(fr));
 	PG_TRY();
@@ -348,6 +349,28 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	if (from_l2)
 		return result;			/* stored in L1, flight ended */
 
+	store_tags = tags;
+	/* twocache.auto_tag: the tables the query read are tags too */
+	if (fr.too_many_tables)
+	{
+		TwoCacheCount(TC_UNCACHEABLE, 1);
+		FlightEnd(t);
+		return fr.found ? cstring_to_text_with_len(fr.value, fr.value_len) : NULL;
+	}
+	if (fr.tables.len > 0)
+	{
+		ArcTags    *all = palloc(sizeof(ArcTags));
+
+		TwoCacheTagsMerge(store_tags, &fr.tables, all);
+		if (TwoCacheTagsCount(all) > TWOCACHE_MAX_TAGS)
+		{
+			TwoCacheCount(TC_UNCACHEABLE, 1);
+			FlightEnd(t);
+			return fr.found ? cstring_to_text_with_len(fr.value, fr.value_len) : NULL;
+		}
+		store_tags = all;
+	}
+
 	if (fr.found)
 		result = cstring_to_text_with_len(fr.value, fr.value_len);
 
@@ -377,10 +400,10 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	 * we write it, take the write back (the L1 store below sees the same
 	 * fence and refuses).
 	 */
-	if (TwoCacheRedisEnabled() && !fill_is_stale(part, key, tags, t))
+	if (TwoCacheRedisEnabled() && !fill_is_stale(part, key, store_tags, t))
 	{
-		if (L2Fill(key, fr.value, fr.value_len, !fr.found, tags, fill_ttl) &&
-			fill_is_stale(part, key, tags, t))
+		if (L2Fill(key, fr.value, fr.value_len, !fr.found, store_tags, fill_ttl) &&
+			fill_is_stale(part, key, store_tags, t))
 		{
 			bool		existed;
 			char		err[256];
@@ -388,7 +411,7 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 			(void) L2Del(key, &existed, err, sizeof(err));
 		}
 	}
-	(void) l1_fill(part, hash, key, fr.value, fr.value_len, !fr.found, tags,
+	(void) l1_fill(part, hash, key, fr.value, fr.value_len, !fr.found, store_tags,
 				   fill_ttl, t);
 	return result;
 }

@@ -13,6 +13,12 @@
  * our own that keeps the first.  Errors, its own or ours, carry a CONTEXT
  * line naming the key.
  *
+ * With twocache.auto_tag the query is prepared first, and the tables its
+ * plans depend on (tables, partitioned tables and materialized views,
+ * including those under views) become the value's tags, named as
+ * twocache_track() names them: schema-qualified, quoted where needed.
+ * Tables read only inside functions the query calls are not seen.
+ *
  * No locks are held here; callers must not hold any twocache LWLock.
  *
  *-------------------------------------------------------------------------
@@ -20,12 +26,15 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
 
 #include "twocache.h"
 
@@ -125,6 +134,58 @@ fetch_destroy(DestReceiver *self pg_attribute_unused())
 }
 
 /*
+ * The tables plan depends on, as tags in result (allocated in cxt).
+ */
+static void
+collect_tables(SPIPlanPtr plan, FetchResult *result, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	StringInfoData buf;
+	ListCell   *lc;
+	int			n = 0;
+
+	initStringInfo(&buf);
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+		ListCell   *rc;
+
+		foreach(rc, ps->relationOids)
+		{
+			Oid			relid = lfirst_oid(rc);
+			char		kind = get_rel_relkind(relid);
+			char	   *nsp;
+			char	   *rel;
+			const char *name;
+			int			len;
+
+			if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE &&
+				kind != RELKIND_MATVIEW && kind != RELKIND_FOREIGN_TABLE)
+				continue;
+			nsp = get_namespace_name(get_rel_namespace(relid));
+			rel = get_rel_name(relid);
+			if (nsp == NULL || rel == NULL)
+				continue;		/* dropped concurrently */
+			name = quote_qualified_identifier(nsp, rel);
+			len = strlen(name);
+			if (TwoCacheTagsContain(buf.data, buf.len, name, len))
+				continue;
+			if (++n > TWOCACHE_MAX_TAGS)
+			{
+				result->too_many_tables = true;
+				break;
+			}
+			appendStringInfoChar(&buf, (char) (len >> 8));
+			appendStringInfoChar(&buf, (char) (len & 0xff));
+			appendBinaryStringInfo(&buf, name, len);
+		}
+	}
+	result->tables.data = buf.data;
+	result->tables.len = buf.len;
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Run query and fill *result.  The value is copied into the caller's memory
  * context.
  */
@@ -162,7 +223,25 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 	XactReadOnly = true;
 	PG_TRY();
 	{
-		ret = SPI_execute_extended(query, &options);
+		if (twocache_auto_tag)
+		{
+			SPIPrepareOptions popts;
+			SPIPlanPtr	plan;
+
+			memset(&popts, 0, sizeof(popts));
+			popts.cursorOptions = CURSOR_OPT_PARALLEL_OK;
+			plan = SPI_prepare_extended(query, &popts);
+			if (plan == NULL)
+				ret = SPI_result;
+			else
+			{
+				ret = SPI_execute_plan_extended(plan, &options);
+				if (ret >= 0)
+					collect_tables(plan, result, receiver.cxt);
+			}
+		}
+		else
+			ret = SPI_execute_extended(query, &options);
 	}
 	PG_FINALLY();
 	{

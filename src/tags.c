@@ -97,6 +97,54 @@ TwoCacheTagsFromArray(ArrayType *arr, ArcTags *tags)
 	tags->len = buf.len;
 }
 
+/* Number of tags in an encoded list. */
+int
+TwoCacheTagsCount(const ArcTags *tags)
+{
+	const unsigned char *p;
+	const unsigned char *end;
+	int			n = 0;
+
+	if (tags == NULL || tags->len == 0)
+		return 0;
+	p = (const unsigned char *) tags->data;
+	end = p + tags->len;
+	while (end - p >= 2)
+	{
+		p += 2 + ((p[0] << 8) | p[1]);
+		n++;
+	}
+	return n;
+}
+
+/* *out = a, then the tags of b that a lacks (palloc'd). */
+void
+TwoCacheTagsMerge(const ArcTags *a, const ArcTags *b, ArcTags *out)
+{
+	StringInfoData buf;
+	const unsigned char *p;
+	const unsigned char *end;
+
+	initStringInfo(&buf);
+	if (a != NULL && a->len > 0)
+		appendBinaryStringInfo(&buf, a->data, a->len);
+	if (b != NULL && b->len > 0)
+	{
+		p = (const unsigned char *) b->data;
+		end = p + b->len;
+		while (end - p >= 2)
+		{
+			int			n = (p[0] << 8) | p[1];
+
+			if (!TwoCacheTagsContain(buf.data, buf.len, (const char *) p + 2, n))
+				appendBinaryStringInfo(&buf, (const char *) p, 2 + n);
+			p += 2 + n;
+		}
+	}
+	out->data = buf.data;
+	out->len = buf.len;
+}
+
 /* Does the encoded tag list hold this tag? */
 bool
 TwoCacheTagsContain(const char *data, uint32 len, const char *tag, int taglen)

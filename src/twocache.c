@@ -30,6 +30,7 @@ int			twocache_partitions = 16;
 int			twocache_max_value_size = 1024 * 1024;
 int			twocache_default_ttl = 0;
 int			twocache_not_found_ttl = 60 * 1000;
+bool		twocache_auto_tag = false;
 int			twocache_local_max_ttl = 0;
 int			twocache_fetch_wait_timeout = 0;
 int			twocache_scope = TWOCACHE_SCOPE_DATABASE;
@@ -152,6 +153,14 @@ TwoCacheDefineGucs(void)
 							60 * 1000, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("twocache.auto_tag",
+							 "Tag each value filled by a fetch query with the tables its plan reads.",
+							 "The tags are the tables' schema-qualified names, as twocache_track() invalidates them.",
+							 &twocache_auto_tag,
+							 false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("twocache.local_max_ttl",
 							"Upper bound on the life of a local cache entry; 0 means none.",

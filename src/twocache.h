@@ -48,6 +48,7 @@ extern int	twocache_partitions;
 extern int	twocache_max_value_size;
 extern int	twocache_default_ttl;
 extern int	twocache_not_found_ttl;
+extern bool twocache_auto_tag;
 extern int	twocache_local_max_ttl;
 extern int	twocache_fetch_wait_timeout;
 extern int	twocache_scope;
@@ -171,6 +172,8 @@ typedef struct FetchResult
 	uint32		value_len;
 	bool		has_ttl;		/* the fetcher chose its own TTL */
 	int64		ttl_ms;
+	ArcTags		tables;			/* with twocache.auto_tag: the tables read */
+	bool		too_many_tables;	/* more than TWOCACHE_MAX_TAGS of them */
 } FetchResult;
 
 extern void TwoCacheRunFetch(const char *query, const ArcKey *key,
@@ -201,6 +204,8 @@ struct FlightTicket;
 extern void TwoCacheTagsFromArray(ArrayType *arr, ArcTags *tags);
 extern bool TwoCacheTagsContain(const char *data, uint32 len, const char *tag,
 								int taglen);
+extern int	TwoCacheTagsCount(const ArcTags *tags);
+extern void TwoCacheTagsMerge(const ArcTags *a, const ArcTags *b, ArcTags *out);
 extern uint64 TwoCacheTagFenceStart(void);
 extern bool TwoCacheTagsAreStale(Oid dbid, const ArcTags *tags,
 								 const struct FlightTicket *t);

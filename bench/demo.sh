@@ -474,5 +474,37 @@ for s in "$(scalar <<<"SELECT mode, subscribed FROM twocache_status();")" \
 	"$(scalar_b <<<"SELECT mode, subscribed FROM twocache_status();")"; do
 	expect "two-layer|t" "$s" "twocache_status() mode|subscribed"
 done
+
+echo
+echo "--- 5. A table update on A invalidates a cached report on B, with no twocache_del"
+tables_sql="CREATE TABLE shops (id int PRIMARY KEY, region int);
+CREATE TABLE sales (shop_id int, amount int);
+INSERT INTO shops VALUES (1, 7), (2, 7), (3, 8);
+INSERT INTO sales VALUES (1, 100), (2, 50), (3, 70);
+SELECT twocache_track('shops'), twocache_track('sales');"
+report="SELECT twocache_get('report:region:7',
+	'SELECT sum(amount) FROM sales JOIN shops ON shops.id = sales.shop_id WHERE region = 7')"
+scalar <<<"$tables_sql" >/dev/null
+scalar_b <<<"$tables_sql" >/dev/null
+echo "  On both servers (same database name, same data), two tables tracked once:"
+echo "    SELECT twocache_track('shops'), twocache_track('sales');"
+echo "  and SET twocache.auto_tag = on in the sessions: a fetched value is tagged with"
+echo "  the tables its plan read."
+a_get=$(scalar <<<"SET twocache.auto_tag = on; $report;")
+expect 150 "$a_get" "A's report"
+echo "  A: twocache_get('report:region:7', 'SELECT sum(amount) FROM sales JOIN shops ...') -> $a_get"
+echo "  Redis: the report, and one set per table: $(rcli --raw KEYS 'tag:*' | sort | tr '\n' ' ')"
+b_get=$(scalar_b <<<"SET twocache.auto_tag = on; $report;")
+expect 150 "$b_get" "B's report"
+echo "  B: the same call -> $b_get (a Redis hit, kept in B's L1)"
+change_on_a_and_time_b 'report:region:7' "UPDATE sales SET amount = amount + 1 WHERE shop_id = 1 RETURNING 1 AS updated"
+expect 0 "$(rcli EXISTS db:postgres:report:region:7)" "the report in Redis after A's update"
+echo "  A: UPDATE sales SET amount = amount + 1 WHERE shop_id = 1;   (autocommit)"
+echo "  At A's commit its trigger invalidated the tag 'public.sales': B's L1 copy of the"
+echo "  report was dropped $change_ms ms after A's UPDATE began, and Redis's copy is gone."
+scalar_b <<<"UPDATE sales SET amount = amount + 1 WHERE shop_id = 1;" >/dev/null
+b_get=$(scalar_b <<<"SET twocache.auto_tag = on; $report;")
+expect 151 "$b_get" "B's report after the update"
+echo "  B (after the same update of its own copy): the same call -> $b_get (recomputed)"
 echo
 echo "Stopping both servers and Redis, and removing $tmp."

@@ -344,25 +344,6 @@ reply_is_error(const redisReply *r)
 	return r == NULL || r->type == REDIS_REPLY_ERROR;
 }
 
-static int
-count_tags(const ArcTags *tags)
-{
-	const unsigned char *p;
-	const unsigned char *end;
-	int			n = 0;
-
-	if (tags == NULL || tags->len == 0)
-		return 0;
-	p = (const unsigned char *) tags->data;
-	end = p + tags->len;
-	while (end - p >= 2)
-	{
-		p += 2 + ((p[0] << 8) | p[1]);
-		n++;
-	}
-	return n;
-}
-
 /*
  * Fill cmds with the additions of rkey (the Redis key of key) to the sets of
  * its tags, with ttlbuf the key's TTL in ms ("0": none).  Returns how many.
@@ -500,7 +481,7 @@ bool
 L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 	   const ArcTags *tags, int64 ttl_ms)
 {
-	int			ntags = count_tags(tags);
+	int			ntags = TwoCacheTagsCount(tags);
 	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (1 + ntags));
 	redisReply **replies = palloc0(sizeof(redisReply *) * (1 + ntags));
 	char		err[512];
@@ -538,7 +519,7 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 	  TwoCacheOnlyIf only_if, const ArcTags *tags, bool *wrote,
 	  char *errbuf, size_t errlen)
 {
-	int			ntags = count_tags(tags);
+	int			ntags = TwoCacheTagsCount(tags);
 	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (2 + ntags));
 	redisReply **replies = palloc0(sizeof(redisReply *) * (2 + ntags));
 	char		ttlbuf[32];

@@ -79,10 +79,45 @@
 #   it has already received keeps it until the key is written again: that
 #   shows as staleness beyond these bounds, and at the next checkpoint.
 #
+# Two key families.  Everything above is about the 'row' family, kept
+# correct by the writers' twocache_del calls.  The 'auto' family checks the
+# commit-time trigger path of 1.1 (README "Invalidation from table
+# changes") on the same rows, tables and servers: src is tracked
+# (twocache_track('src')) on the primary and on the independent server, the
+# standby has the primary's trigger through WAL, and the key auto:<k> is
+# read with twocache.auto_tag = on, so that its value carries the tag
+# 'public.src'.  Nothing ever deletes an auto key: every committed write to
+# src on the primary or on the independent server invalidates the tag, so
+# every auto key, on every server and in Redis (the tag is shared: same
+# database name), after its commit; the standby defers the primary's until
+# it has replayed the commit.  probe() reads the two families alternately,
+# setting twocache.auto_tag for each read (on for auto, off for row, so that
+# no row value is ever tagged and the row family still checks the delete
+# path alone).  The same definitions of stale and BAD, the same checkpoint
+# assertions (an auto value in Redis is 't', the tag list {'public.src'}
+# and the value; 'm' would be a placeholder) and the same bounds apply to
+# both families, and the report gives them per family:
+# - quiet: the trigger path has the row path's windows, minus the delete
+#   before commit.  Its invalidation goes out after the commit is visible
+#   (the writer's commit time is taken after COMMIT returned, so after it
+#   was sent), the independent server can put the previous version in
+#   Redis between the primary's and its own commit, which its own commit
+#   (a tag invalidation like any other) closes, and the standby applies the
+#   primary's after replay, like a delete.
+# - after a restart: an invalidation that cannot reach Redis at commit is
+#   not sent again (the commit warns; there is nothing to re-send for the
+#   auto family) but the next committed write on either server invalidates
+#   the whole tag everywhere, and the writers commit every few ms: once a
+#   writer's backend uses Redis again (redis_retry_interval after its last
+#   failure, the same delay as a re-sent delete), its next commit closes the
+#   window.  So the row family's reasoning, and its bound, hold.  For the
+#   same reason the checkpoints need no re-send for auto keys: the quiet
+#   part of an interval holds hundreds of commits on both servers.
+#
 # Short form (make test): SHORT_SECONDS of workload.  Long form (make
 # stress): TWOCACHE_STRESS_SECONDS.  Checkpoints add a few seconds each.
 # The report (diag) gives reads, writes, restarts, checkpoints and staleness
-# per server, and the longest stale reads.
+# per server and key family, and the longest stale reads.
 use strict;
 use warnings;
 
@@ -210,6 +245,33 @@ sub touch
 
 sub stopping { return flag('stop') || getppid() != $parent; }
 
+# A value read from Redis (README "Redis key layout") as text to compare:
+# 'v<value>', 'n', or for a tagged value or placeholder 't[<tag>,...]<value>'
+# or 'm[<tag>,...]'; undef stays undef; bytes other than printable ASCII
+# are shown as \xHH.
+sub l2_decode
+{
+	my ($r) = @_;
+	return undef unless defined $r;
+	my $out = $r;
+	if ($r =~ /^[tm]/ && length($r) >= 5)
+	{
+		my $len = unpack('N', substr($r, 1, 4));
+		my $tl = substr($r, 5, $len);
+		my @tags;
+		while (length($tl) >= 2)
+		{
+			my $n = unpack('n', $tl);
+			push @tags, substr($tl, 2, $n);
+			substr($tl, 0, 2 + $n) = '';
+		}
+		$out = substr($r, 0, 1) . '[' . join(',', @tags) . ']'
+		  . (length($r) >= 5 + $len ? substr($r, 5 + $len) : '<truncated>');
+	}
+	$out =~ s/([^\x20-\x7e])/sprintf('\\x%02x', ord($1))/ge;
+	return $out;
+}
+
 # ---------------------------------------------------------------------
 # Servers
 # ---------------------------------------------------------------------
@@ -218,21 +280,27 @@ my $redis = TwoCacheRedis->new;
 my $TABLE_SQL = qq{
 CREATE TABLE src (id int PRIMARY KEY, v text NOT NULL);
 INSERT INTO src SELECT i, i || ':0' FROM generate_series(1, $NKEYS) i;
+SELECT twocache_track('src');
+-- reads of both families alternately: auto keys with twocache.auto_tag on
+-- (tagged 'public.src'), row keys with it off (untagged)
 CREATE FUNCTION probe(n int, hot int, nkeys int)
-RETURNS TABLE (k int, t0 float8, tbl text, cached text)
+RETURNS TABLE (fam text, k int, t0 float8, tbl text, cached text)
 LANGUAGE plpgsql VOLATILE AS \$\$
 BEGIN
 	FOR i IN 1 .. n LOOP
+		fam := CASE WHEN i % 2 = 0 THEN 'auto' ELSE 'row' END;
 		k := CASE WHEN random() < 0.5 THEN 1 + floor(random() * hot)
 				  ELSE 1 + floor(random() * nkeys) END;
+		PERFORM set_config('twocache.auto_tag', CASE fam WHEN 'auto' THEN 'on' ELSE 'off' END, true);
 		t0 := extract(epoch FROM clock_timestamp());
 		SELECT s.v INTO tbl FROM src s WHERE s.id = k;
-		cached := twocache_get('row:' || k, 'SELECT v FROM src WHERE id = ' || k);
+		cached := twocache_get(fam || ':' || k, 'SELECT v FROM src WHERE id = ' || k);
 		RETURN NEXT;
 	END LOOP;
 END
 \$\$;
 };
+my @FAMS = qw(row auto);
 
 my $primary = l2_node('primary', $redis,
 	allows_streaming => 1,
@@ -256,6 +324,35 @@ foreach my $name (@SERVERS)
 }
 is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't',
 	'the standby is in recovery');
+foreach my $name (@SERVERS)
+{
+	is($node{$name}->safe_psql('postgres',
+			q{SELECT tgfoid::regproc FROM pg_trigger WHERE tgrelid = 'src'::regclass}),
+		'twocache_invalidate_trigger', "$name: src is tracked");
+}
+
+# An auto key as this test reads it is stored in Redis tagged with the
+# table, and a committed write to src on either server drops it everywhere.
+{
+	my $get_auto1 = q{SET twocache.auto_tag = on;
+SELECT twocache_get('auto:1', 'SELECT v FROM src WHERE id = 1');};
+	is($primary->safe_psql('postgres', $get_auto1), '1:0', 'primary: auto:1 filled');
+	is(l2_decode($redis->command('GET', 'db:postgres:auto:1')), 't[public.src]1:0',
+		'Redis: auto:1 tagged public.src');
+	foreach my $name (qw(standby indep))
+	{
+		is($node{$name}->safe_psql('postgres', $get_auto1), '1:0', "$name: auto:1 read");
+		is(in_l1($node{$name}, 'auto:1'), 't', "$name: auto:1 in L1");
+	}
+	$indep->safe_psql('postgres', q{UPDATE src SET v = v WHERE id = 1});
+	is($redis->command('EXISTS', 'db:postgres:auto:1'), 0,
+		"Redis: auto:1 dropped by a write on the independent server");
+	foreach my $name (@SERVERS)
+	{
+		ok(poll($node{$name}, not_in_l1_sql('auto:1')),
+			"$name: auto:1 dropped by a write on the independent server");
+	}
+}
 
 {
 	my $pg_config = $ENV{PG_CONFIG} // 'pg_config';
@@ -293,19 +390,20 @@ sub spawn
 	return;
 }
 
-# Reader: log lines
-#   S <server> <t0> <k> <cached version> <table version>   a stale read
-#   B <server> <t0> <k> <cached value>                     a bad value
-#   E <server> <message>                                   an error
-#   T <server> <reads> <errors> <recovery conflicts>       totals
+# Reader: log lines (<fam>: row or auto)
+#   S <server> <fam> <t0> <k> <cached version> <table version>   a stale read
+#   B <server> <fam> <t0> <k> <cached value>                     a bad value
+#   E <server> <message>                                         an error
+#   T <server> <row reads> <auto reads> <errors> <recovery conflicts>
 sub reader
 {
 	my ($server, $i, $log) = @_;
 	my $s = TcSession->new($node{$server}, "tc_reader_${server}_$i");
-	my ($reads, $errors, $conflicts) = (0, 0, 0);
+	my %reads;
+	my ($errors, $conflicts) = (0, 0);
 	until (stopping())
 	{
-		my ($out, $err) = $s->query("SELECT k, t0, tbl, cached FROM probe($BATCH, $HOT, $NKEYS)", 60);
+		my ($out, $err) = $s->query("SELECT fam, k, t0, tbl, cached FROM probe($BATCH, $HOT, $NKEYS)", 60);
 		if ($err =~ /ERROR|FATAL|SESSION LOST/)
 		{
 			if ($server eq 'standby' && $err =~ /conflict with recovery/)
@@ -322,8 +420,8 @@ sub reader
 		}
 		foreach my $line (split /\n/, $out)
 		{
-			my ($k, $t0, $tbl, $cached) = split /\|/, $line, 4;
-			$reads++;
+			my ($fam, $k, $t0, $tbl, $cached) = split /\|/, $line, 5;
+			$reads{$fam}++;
 			my ($tv) = $tbl =~ /^\Q$k\E:(\d+)$/;
 			if (!defined $tv)
 			{
@@ -333,13 +431,13 @@ sub reader
 			}
 			if ($cached !~ /^(\d+):(\d+)$/ || $1 != $k)
 			{
-				print $log "B $server $t0 $k '$cached'\n";
+				print $log "B $server $fam $t0 $k '$cached'\n";
 				next;
 			}
-			print $log "S $server $t0 $k $2 $tv\n" if $2 < $tv;
+			print $log "S $server $fam $t0 $k $2 $tv\n" if $2 < $tv;
 		}
 	}
-	print $log "T $server $reads $errors $conflicts\n";
+	printf $log "T %s %d %d %d %d\n", $server, $reads{row} // 0, $reads{auto} // 0, $errors, $conflicts;
 	$s->close;
 	return;
 }
@@ -347,7 +445,7 @@ sub reader
 # Writer: log lines
 #   C <p|i> <k> <version> <time>   the version committed, after COMMIT returned
 #   E <message>                    an error
-#   T <steps> <dels> <warned> <resent> <errors>
+#   T <steps> <dels> <warned> <resent> <errors> <commits that warned after commit>
 sub writer
 {
 	my ($w, $log) = @_;
@@ -355,7 +453,7 @@ sub writer
 		p => TcSession->new($primary, "tc_writer_p_$w"),
 		i => TcSession->new($indep, "tc_writer_i_$w"),
 		s => TcSession->new($standby, "tc_writer_s_$w"));
-	my ($steps, $dels, $warned, $resent, $errors) = (0, 0, 0, 0, 0);
+	my ($steps, $dels, $warned, $resent, $errors, $cwarned) = (0, 0, 0, 0, 0, 0);
 	my %redo;    # "<server> <k>": a delete that did not reach Redis
 
 	my $run = sub {
@@ -415,6 +513,10 @@ COMMIT;});
 				my $ver = $1;
 				printf $log "C p %d %d %.6f\n", $k, $ver, $t;
 				if ($err =~ /WARNING/) { $redo{"p $k"} = 1; $warned++; }
+				# the post-commit invalidations (the row key's delete again and
+				# the trigger's tag) could not reach Redis: nothing re-sends the
+				# tag (see "after a restart" above)
+				$cwarned++ if $err =~ /after commit/;
 				($out, $err) = $run->('i', qq{BEGIN;
 UPDATE src SET v = '$val' WHERE id = $k AND split_part(v, ':', 2)::int < $ver RETURNING v;
 SELECT twocache_del('row:$k');
@@ -423,13 +525,14 @@ COMMIT;});
 				printf $log "C i %d %d %.6f\n", $k, $ver, $t
 				  if $out =~ /^\Q$val\E\n/ && $err !~ /ERROR/;
 				if ($err =~ /WARNING/) { $redo{"i $k"} = 1; $warned++; }
+				$cwarned++ if $err =~ /after commit/;
 			}
 			$steps++;
 		}
 		usleep(int(rand($WRITE_PAUSE_MS * 1000)));
 	}
 	$resend->();
-	print $log "T $steps $dels $warned $resent $errors\n";
+	print $log "T $steps $dels $warned $resent $errors $cwarned\n";
 	$_->close foreach values %s;
 	return;
 }
@@ -489,26 +592,37 @@ sub checkpoint
 	$ok &= is(differences(table($indep), $tp), '',
 		"$label: the independent server's table equals the primary's");
 
-	# L2 as it stands, before the reads below fill it again
-	my $l2 = $redis->command('MGET', map { "db:postgres:row:$_" } 1 .. $NKEYS);
-	my %l2;
-	for my $k (1 .. $NKEYS)
+	# L2 as it stands, before the reads below fill it again: a row value
+	# is 'v' and the value, an auto value 't', its tag list (just
+	# 'public.src') and the value (l2_decode shows it as 't[public.src]...')
+	my %l2_want = (row => 'v%s', auto => 't[public.src]%s');
+	foreach my $fam (@FAMS)
 	{
-		my $r = $l2->[ $k - 1 ];
-		$l2{$k} = defined $r ? $r : 'v' . $tp->{$k};
+		my $l2 = $redis->command('MGET', map { "db:postgres:$fam:$_" } 1 .. $NKEYS);
+		my %l2;
+		my %want = map { $_ => sprintf($l2_want{$fam}, $tp->{$_}) } 1 .. $NKEYS;
+		for my $k (1 .. $NKEYS)
+		{
+			my $r = l2_decode($l2->[ $k - 1 ]);
+			$l2{$k} = defined $r ? $r : $want{$k};
+		}
+		$ok &= is(differences(\%l2, \%want), '',
+			"$label: every $fam value in Redis equals the table");
 	}
-	my %want = map { $_ => 'v' . $tp->{$_} } 1 .. $NKEYS;
-	$ok &= is(differences(\%l2, \%want), '', "$label: every value in Redis equals the table");
 
 	foreach my $name (@SERVERS)
 	{
-		my $got = $node{$name}->safe_psql(
-			'postgres', q{
+		foreach my $fam (@FAMS)
+		{
+			my $got = $node{$name}->safe_psql(
+				'postgres', sprintf(q{
+SET twocache.auto_tag = %s;
 SELECT string_agg(id || ': ' || coalesce(c, 'NULL') || ' vs ' || v, ', ' ORDER BY id)
-FROM (SELECT id, v, twocache_get('row:' || id, 'SELECT v FROM src WHERE id = ' || id) c
+FROM (SELECT id, v, twocache_get('%s:' || id, 'SELECT v FROM src WHERE id = ' || id) c
 	  FROM src) x
-WHERE c IS DISTINCT FROM v});
-		$ok &= is($got, '', "$label: $name: twocache_get of every key equals its table");
+WHERE c IS DISTINCT FROM v;}, $fam eq 'auto' ? 'on' : 'off', $fam));
+			$ok &= is($got, '', "$label: $name: twocache_get of every $fam key equals its table");
+		}
 	}
 
 	unlink "$dir/pause";
@@ -581,7 +695,7 @@ foreach my $kid (@kids)
 # ---------------------------------------------------------------------
 my %commit;    # {p|i}{k}{version} = time the COMMIT returned
 my (%reads, %errors, %conflicts, %bad, @errlines);
-my ($steps, $dels, $warned, $resent, $werrors) = (0, 0, 0, 0, 0);
+my ($steps, $dels, $warned, $resent, $werrors, $cwarned) = (0, 0, 0, 0, 0, 0);
 
 sub read_log
 {
@@ -612,12 +726,13 @@ foreach my $kid (grep { $_->{name} =~ /^writer/ } @kids)
 				$warned += $f[3];
 				$resent += $f[4];
 				$werrors += $f[5];
+				$cwarned += $f[6];
 			}
 		});
 }
 
-# Staleness (ms) of the stale reads, by server and by quiet (0) or after a
-# restart (1); episodes: distinct (server, key, cached version).
+# Staleness (ms) of the stale reads, by server, key family and quiet (0) or
+# after a restart (1); episodes: distinct (server, key, cached version).
 my (%ms, %episodes, @worst);
 foreach my $kid (grep { $_->{name} =~ /^reader/ } @kids)
 {
@@ -627,7 +742,7 @@ foreach my $kid (grep { $_->{name} =~ /^reader/ } @kids)
 			my ($line, @f) = @_;
 			if ($f[0] eq 'S')
 			{
-				my (undef, $server, $t0, $k, $cv, $tv) = @f;
+				my (undef, $server, $fam, $t0, $k, $cv, $tv) = @f;
 				my $src = $server eq 'indep' ? 'i' : 'p';
 				# The first newer version committed before any later one;
 				# the earliest recorded time of a version in (cv, tv] is the
@@ -640,22 +755,23 @@ foreach my $kid (grep { $_->{name} =~ /^reader/ } @kids)
 						  $tc >= $_->[0] - $RESTART_BEFORE
 						  && $tc <= $_->[0] + 2 * ($_->[1] - $_->[0]) + $RESTART_AFTER
 				  } @outages) ? 1 : 0;
-				push @{ $ms{$server}[$restart] }, $ms;
-				$episodes{$server}[$restart]{"$k $cv"} = 1;
+				push @{ $ms{$server}{$fam}[$restart] }, $ms;
+				$episodes{$server}{$fam}[$restart]{"$k $cv"} = 1;
 				if (@worst < 10 || $ms > $worst[-1][0])
 				{
 					@worst = (sort { $b->[0] <=> $a->[0] }
-						  @worst, [ $ms, $server, $k, $t0, $cv, $tv, $restart ]);
+						  @worst, [ $ms, $server, "$fam:$k", $t0, $cv, $tv, $restart ]);
 					splice(@worst, 10) if @worst > 10;
 				}
 			}
-			elsif ($f[0] eq 'B') { $bad{ $f[1] }++; push @errlines, "reader: $line"; }
+			elsif ($f[0] eq 'B') { $bad{ $f[1] }{ $f[2] }++; push @errlines, "reader: $line"; }
 			elsif ($f[0] eq 'E') { push @errlines, "reader: $line"; }
 			elsif ($f[0] eq 'T')
 			{
-				$reads{ $f[1] } += $f[2];
-				$errors{ $f[1] } += $f[3];
-				$conflicts{ $f[1] } += $f[4];
+				$reads{ $f[1] }{row} += $f[2];
+				$reads{ $f[1] }{auto} += $f[3];
+				$errors{ $f[1] } += $f[4];
+				$conflicts{ $f[1] } += $f[5];
 			}
 		});
 }
@@ -678,38 +794,44 @@ my @report = (
 	sprintf('consistency checker, %s form: %.0f s of workload (%.0f s of it paused at checkpoints), seed %d',
 		$long ? 'long' : 'short', $run_seconds, $checkpoint_seconds, $seed),
 	sprintf('writes: %d update steps (%d commits on the primary, %d applied on the independent server), '
-		  . '%d cache-only dels, %d dels warned and %d re-sent, %d writer errors',
-		$steps, $commits_p, $commits_i, $dels, $warned, $resent, $werrors),
+		  . '%d cache-only dels, %d dels warned and %d re-sent, %d writer errors; '
+		  . '%d commits could not send their post-commit invalidations (trigger tag included)',
+		$steps, $commits_p, $commits_i, $dels, $warned, $resent, $werrors, $cwarned),
 	sprintf('Redis restarts: %d (down %.2f-%.2f s); bounds: quiet %.1f s, after a restart %.1f s',
 		scalar(@outages), @downs ? ($downs[0], $downs[-1]) : (0, 0), $BOUND_QUIET, $bound_restart),
 	sprintf('checkpoints: %d of %d passed', $checkpoints_ok, $checkpoints),
-	'stale reads (episodes = distinct key and cached version), staleness max and p99:',
-	sprintf('%-8s %9s %6s %5s %5s | %-30s | %-30s', 'server', 'reads', 'errors', 'confl', 'bad',
+	'stale reads (episodes = distinct key and cached version), staleness max and p99, per server and key family:',
+	sprintf('%-8s %-4s %9s %6s %5s %5s | %-30s | %-30s', 'server', 'fam', 'reads', 'errors', 'confl', 'bad',
 		'quiet: reads (episodes) max p99', 'after a restart: same'));
 my %max;
 foreach my $name (@SERVERS)
 {
-	my ($q, $r) = @{ $ms{$name} // [] };
-	my ($qe, $re) = map { scalar keys %{ $_ // {} } } @{ $episodes{$name} // [] }[ 0, 1 ];
-	$max{$name} = [ pct(1, $q), pct(1, $r) ];
+	foreach my $fam (@FAMS)
+	{
+		my ($q, $r) = @{ $ms{$name}{$fam} // [] };
+		my ($qe, $re) = map { scalar keys %{ $_ // {} } } @{ $episodes{$name}{$fam} // [] }[ 0, 1 ];
+		$max{$name}{$fam} = [ pct(1, $q), pct(1, $r) ];
+		push @report,
+		  sprintf('%-8s %-4s %9d %6s %5s %5d | %6d (%5d) %6.0fms %6.0fms | %6d (%5d) %6.0fms %6.0fms',
+			$name, $fam, $reads{$name}{$fam} // 0,
+			$fam eq 'row' ? ($errors{$name} // 0, $conflicts{$name} // 0) : ('', ''),
+			$bad{$name}{$fam} // 0,
+			scalar(@{ $q // [] }), $qe // 0, pct(1, $q), pct(0.99, $q),
+			scalar(@{ $r // [] }), $re // 0, pct(1, $r), pct(0.99, $r));
+	}
 	my $st = $node{$name}->safe_psql('postgres',
 		q{SELECT format('L1 hits %s, L2 hits %s, fetches %s, stale fills rejected %s, messages received %s, redis errors %s',
 		  l1_hits, l2_hits, fetches, stale_fills_rejected, invalidations_received, redis_errors) FROM twocache_stats});
 	my $ss = $node{$name}->safe_psql('postgres',
 		q{SELECT format('reconnects %s, L1 flushes %s', reconnects, local_flushes) FROM twocache_status()});
-	push @report,
-	  sprintf('%-8s %9d %6d %5d %5d | %6d (%5d) %6.0fms %6.0fms | %6d (%5d) %6.0fms %6.0fms',
-		$name, $reads{$name} // 0, $errors{$name} // 0, $conflicts{$name} // 0, $bad{$name} // 0,
-		scalar(@{ $q // [] }), $qe // 0, pct(1, $q), pct(0.99, $q),
-		scalar(@{ $r // [] }), $re // 0, pct(1, $r), pct(0.99, $r)),
-	  "         $st; $ss";
+	push @report, "         $st; $ss";
 }
 diag join("\n", @report);
 diag "longest stale reads:\n" . join(
 	"\n",
 	map {
 		my ($ms, $server, $k, $t0, $cv, $tv, $restart) = @$_;
-		sprintf('  %s row:%d at +%.3f s: cached %d, table %d, stale %.0f ms%s',
+		sprintf('  %s %s at +%.3f s: cached %d, table %d, stale %.0f ms%s',
 			$server, $k, $t0 - $t_start, $cv, $tv, $ms, $restart ? ' (after a restart)' : '')
 	} @worst) if @worst;
 diag "errors and bad values:\n" . join("\n", @errlines[ 0 .. ($#errlines < 19 ? $#errlines : 19) ])
@@ -717,13 +839,17 @@ diag "errors and bad values:\n" . join("\n", @errlines[ 0 .. ($#errlines < 19 ? 
 
 foreach my $name (@SERVERS)
 {
-	cmp_ok($reads{$name} // 0, '>', 0, "$name: readers read");
-	is($bad{$name} // 0, 0, "$name: no cached value of another key or malformed");
 	is($errors{$name} // 0, 0, "$name: no reader error (other than recovery conflicts)");
-	cmp_ok($max{$name}[0], '<=', 1000 * $BOUND_QUIET,
-		"$name: quiet staleness within $BOUND_QUIET s");
-	cmp_ok($max{$name}[1], '<=', 1000 * $bound_restart,
-		sprintf('%s: staleness after a Redis restart within %.1f s', $name, $bound_restart));
+	foreach my $fam (@FAMS)
+	{
+		cmp_ok($reads{$name}{$fam} // 0, '>', 0, "$name: readers read $fam keys");
+		is($bad{$name}{$fam} // 0, 0, "$name: no $fam value of another key or malformed");
+		cmp_ok($max{$name}{$fam}[0], '<=', 1000 * $BOUND_QUIET,
+			"$name: $fam keys: quiet staleness within $BOUND_QUIET s");
+		cmp_ok($max{$name}{$fam}[1], '<=', 1000 * $bound_restart,
+			sprintf('%s: %s keys: staleness after a Redis restart within %.1f s',
+				$name, $fam, $bound_restart));
+	}
 }
 cmp_ok($steps, '>', 0, 'writers wrote');
 is($werrors, 0, 'no writer error');

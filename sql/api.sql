@@ -186,9 +186,9 @@ CREATE EXTENSION twocache;
 SELECT twocache_get('api:scoped') IS NULL AS not_here;
 SELECT twocache_set('api:scoped', 'there');
 SELECT twocache_get('api:scoped');
-SELECT key FROM twocache_entries();
+SELECT k AS key FROM twocache_local_keys() k;
 \c :api_db
 SELECT twocache_get('api:scoped');
-SELECT key FROM twocache_entries();
+SELECT k AS key FROM twocache_local_keys() k;
 SELECT twocache_flush_local();
 DROP DATABASE regress_twocache_api_other;

@@ -232,7 +232,7 @@ ArcMaxItemSize(ArcPartition *part)
  */
 ArcStoreResult
 ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
-		 const char *value, uint32 value_len, bool negative,
+		 const char *value, uint32 value_len, bool negative, int encoding,
 		 const ArcTags *tags, TimestampTz expires_at, uint64 *evicted)
 {
 	ArcEntry   *e;
@@ -357,6 +357,7 @@ ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
 	}
 	e->value = vcopy;
 	e->value_len = negative ? 0 : value_len;
+	e->encoding = (uint8) encoding;
 	e->tags_len = tlen;
 	e->negative = negative;
 	e->expires_at = expires_at;

@@ -57,6 +57,7 @@ typedef struct ArcEntry
 	dlist_node	node;			/* place in lists[list]; head = MRU end */
 	uint8		list;			/* ArcList */
 	bool		negative;		/* typed not-found placeholder */
+	uint8		encoding;		/* server encoding the value is in (pg_enc) */
 	uint32		value_len;
 	uint32		tags_len;		/* encoded tags, after the value */
 	char	   *value;			/* arena chunk: the value, then the tags;
@@ -128,7 +129,7 @@ extern void ArcHit(ArcPartition *part, ArcEntry *e);
 extern void ArcRemove(ArcPartition *part, HTAB *hash, ArcEntry *e);
 extern ArcStoreResult ArcStore(ArcPartition *part, HTAB *hash,
 							   const ArcKey *key, const char *value,
-							   uint32 value_len, bool negative,
+							   uint32 value_len, bool negative, int encoding,
 							   const ArcTags *tags, TimestampTz expires_at,
 							   uint64 *evicted);
 extern uint64 ArcClear(ArcPartition *part, HTAB *hash);

@@ -22,8 +22,11 @@
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "common/int.h"
+#include "catalog/namespace.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "flight.h"
@@ -60,13 +63,17 @@ TwoCachePartitionFor(const ArcKey *key, HTAB **hash)
 	return &twocache_shared->partitions[partno];
 }
 
-/* Expiry time of an L1 entry with this TTL (ms, 0 = none), capped by local_max_ttl. */
+/*
+ * Expiry time of an L1 entry with this TTL (ms, 0 = none), capped by
+ * max_ttl and local_max_ttl (an L2 copy may come from a server with no cap).
+ */
 TimestampTz
 TwoCacheExpiry(TimestampTz now, int64 ttl_ms)
 {
 	int64		us;
 	TimestampTz result;
 
+	ttl_ms = TwoCacheCapTtl(ttl_ms);
 	if (twocache_local_max_ttl > 0 &&
 		(ttl_ms == 0 || ttl_ms > twocache_local_max_ttl))
 		ttl_ms = twocache_local_max_ttl;
@@ -100,6 +107,58 @@ copy_value(const char *value, uint32 len)
 	if (len > 0)
 		memcpy(VARDATA(t), value, len);
 	return t;
+}
+
+/*
+ * A cached value made in encoding src as text of this database's encoding,
+ * or NULL when it is not valid text here: not convertible, or not valid in
+ * src (SQL_ASCII bytes are validated in ours).  Values are made in the
+ * filler's database encoding and shared across databases in cluster scope,
+ * and across servers through Redis, so a reader never trusts foreign bytes.
+ * verify: check bytes claimed to be in our encoding too (they came from
+ * Redis).
+ */
+text *
+TwoCacheValueForReader(const char *value, uint32 len, int src, bool verify)
+{
+	int			dst = GetDatabaseEncoding();
+	Oid			proc;
+	char	   *buf;
+	int			converted;
+	text	   *result;
+
+	if (dst == PG_SQL_ASCII || len == 0)
+		return copy_value(value, len);
+	if (src == dst || src == PG_SQL_ASCII)
+	{
+		if ((verify || src == PG_SQL_ASCII) &&
+			!pg_verify_mbstr(dst, value, len, true))
+			return NULL;
+		return copy_value(value, len);
+	}
+	if (!PG_VALID_BE_ENCODING(src))
+		return NULL;
+	proc = FindDefaultConversionProc(src, dst);
+	if (!OidIsValid(proc) || len >= MaxAllocSize / MAX_CONVERSION_GROWTH - 1)
+		return NULL;
+	buf = palloc((Size) len * MAX_CONVERSION_GROWTH + 1);
+	{
+		char	   *srcbuf = palloc(len + 1);
+
+		memcpy(srcbuf, value, len);
+		srcbuf[len] = '\0';
+		converted = pg_do_encoding_conversion_buf(proc, src, dst,
+												  (unsigned char *) srcbuf, len,
+												  (unsigned char *) buf,
+												  len * MAX_CONVERSION_GROWTH + 1,
+												  true);
+		pfree(srcbuf);
+	}
+	if (converted != (int) len)
+		return NULL;
+	result = cstring_to_text(buf);
+	pfree(buf);
+	return result;
 }
 
 /*
@@ -141,11 +200,19 @@ l1_fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *value,
 	bool		stale;
 
 	LWLockAcquire(part->lock, LW_EXCLUSIVE);
+
+	/*
+	 * A fill began on a miss under this lock, so a live entry now was stored
+	 * after it began (a set, or a newer fill after a wait timed out): never
+	 * replace it with what may be an older snapshot's value.
+	 */
 	stale = FlightFillIsStale(part, key->hash, t) ||
-		TwoCacheTagsAreStale(key->dbid, tags, t);
+		TwoCacheTagsAreStale(key->dbid, tags, t) ||
+		find_live(part, hash, key, GetCurrentTimestamp()) != NULL;
 	if (stale)
 		TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
-	else if (ArcStore(part, hash, key, value, len, negative, tags,
+	else if (ArcStore(part, hash, key, value, len, negative,
+					  GetDatabaseEncoding(), tags,
 					  TwoCacheExpiry(GetCurrentTimestamp(), ttl_ms),
 					  &evicted) == ARC_TOO_LARGE)
 		TwoCacheCount(TC_TOO_LARGE, 1);
@@ -196,7 +263,8 @@ l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		return false;
 	}
 	FlightInvalidateKey(part, key);
-	r = ArcStore(part, hash, key, value, len, false, tags, TwoCacheExpiry(now, ttl_ms),
+	r = ArcStore(part, hash, key, value, len, false, GetDatabaseEncoding(),
+				 tags, TwoCacheExpiry(now, ttl_ms),
 				 &evicted);
 	LWLockRelease(part->lock);
 
@@ -295,10 +363,24 @@ fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
 			TwoCacheCount(TC_L2_MISSES, 1);
 		return false;
 	}
+	if (!e.negative)
+	{
+		/* a value not valid as text here is a miss (and is not replaced) */
+		*result = TwoCacheValueForReader(e.value, e.len, e.encoding, true);
+		if (*result == NULL)
+		{
+			TwoCacheCount(TC_L2_MISSES, 1);
+			return false;
+		}
+	}
+	else
+		*result = NULL;
 	TwoCacheCount(e.negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
-	(void) l1_fill(part, hash, key, e.value, e.len, e.negative, &e.tags,
+	(void) l1_fill(part, hash, key,
+				   e.negative ? NULL : VARDATA(*result),
+				   e.negative ? 0 : VARSIZE(*result) - VARHDRSZ,
+				   e.negative, &e.tags,
 				   e.pttl_ms < 0 ? 0 : Max(e.pttl_ms, 1), t);
-	*result = e.negative ? NULL : copy_value(e.value, e.len);
 	return true;
 }
 
@@ -391,9 +473,9 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	}
 
 	if (!fr.found)
-		fill_ttl = twocache_not_found_ttl;
+		fill_ttl = TwoCacheCapTtl(twocache_not_found_ttl);
 	else
-		fill_ttl = fr.has_ttl ? fr.ttl_ms : ttl_ms;
+		fill_ttl = TwoCacheCapTtl(fr.has_ttl ? fr.ttl_ms : ttl_ms);
 
 	/*
 	 * Write L2 first, unless already stale; if an invalidation arrives while
@@ -402,8 +484,11 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	 */
 	if (TwoCacheRedisEnabled() && !fill_is_stale(part, key, store_tags, t))
 	{
-		if (L2Fill(key, fr.value, fr.value_len, !fr.found, store_tags, fill_ttl) &&
-			fill_is_stale(part, key, store_tags, t))
+		bool		stored;
+
+		if (L2Fill(key, fr.value, fr.value_len, !fr.found, store_tags, fill_ttl,
+				   &stored) &&
+			stored && fill_is_stale(part, key, store_tags, t))
 		{
 			bool		existed;
 			char		err[256];
@@ -442,6 +527,7 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 		{
 			text	   *result = NULL;
 			bool		negative = e->negative;
+			int			encoding = e->encoding;
 
 			/* a waiter's request was served by the fill: no second access */
 			if (!waited)
@@ -449,6 +535,26 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 			if (!negative)
 				result = copy_value(e->value, e->value_len);
 			LWLockRelease(part->lock);
+			if (!negative && encoding != GetDatabaseEncoding())
+			{
+				/* cluster scope: made in another database's encoding */
+				text	   *raw = result;
+
+				result = TwoCacheValueForReader(VARDATA(raw), VARSIZE(raw) - VARHDRSZ,
+												encoding, false);
+				pfree(raw);
+				if (result == NULL)
+				{
+					/* not text here: a miss that keeps their entry */
+					TwoCacheCount(TC_L1_MISSES, 1);
+					if (query == NULL)
+						return NULL;
+					LWLockAcquire(part->lock, LW_EXCLUSIVE);
+					FlightBeginUnguarded(part, &t);
+					LWLockRelease(part->lock);
+					return fill(part, hash, key, query, ttl_ms, tags, &t);
+				}
+			}
 			if (!waited)
 				TwoCacheCount(negative ? TC_NEGATIVE_HITS : TC_L1_HITS, 1);
 			return result;
@@ -470,7 +576,11 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 
 		slot = FlightFind(part, key);
 		if (slot == NULL)
+		{
+			/* 54001 before claiming a slot (error recovery frees the lock) */
+			TwoCacheFetchDepthCheck();
 			FlightBegin(part, key, &t);
+		}
 		else
 		{
 			switch (FlightWait(part, slot, twocache_fetch_wait_timeout))
@@ -521,11 +631,24 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 		e = find_live(part, hash, &keys[i], GetCurrentTimestamp());
 		if (e != NULL)
 		{
+			bool		negative = e->negative;
+			int			encoding = e->encoding;
+
 			ArcHit(part, e);
-			if (!e->negative)
+			if (!negative)
 				values[i] = copy_value(e->value, e->value_len);
 			LWLockRelease(part->lock);
-			TwoCacheCount(e->negative ? TC_NEGATIVE_HITS : TC_L1_HITS, 1);
+			if (!negative && encoding != GetDatabaseEncoding())
+			{
+				text	   *raw = values[i];
+
+				/* not valid text here: not found */
+				values[i] = TwoCacheValueForReader(VARDATA(raw),
+												   VARSIZE(raw) - VARHDRSZ,
+												   encoding, false);
+				pfree(raw);
+			}
+			TwoCacheCount(negative ? TC_NEGATIVE_HITS : TC_L1_HITS, 1);
 			continue;
 		}
 		TwoCacheCount(TC_L1_MISSES, 1);
@@ -553,13 +676,25 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 			TwoCacheCount(TC_L2_MISSES, 1);
 			continue;
 		}
+		if (!l2[i].negative)
+		{
+			text	   *v = TwoCacheValueForReader(l2[i].value, l2[i].len,
+												   l2[i].encoding, true);
+
+			if (v == NULL)
+			{
+				TwoCacheCount(TC_L2_MISSES, 1);
+				continue;
+			}
+			values[missing[i]] = v;
+		}
 		TwoCacheCount(l2[i].negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
-		(void) l1_fill(part, hash, &mkeys[i], l2[i].value, l2[i].len,
+		(void) l1_fill(part, hash, &mkeys[i],
+					   l2[i].negative ? NULL : VARDATA(values[missing[i]]),
+					   l2[i].negative ? 0 : VARSIZE(values[missing[i]]) - VARHDRSZ,
 					   l2[i].negative, &l2[i].tags,
 					   l2[i].pttl_ms < 0 ? 0 : Max(l2[i].pttl_ms, 1),
 					   &tickets[i]);
-		if (!l2[i].negative)
-			values[missing[i]] = copy_value(l2[i].value, l2[i].len);
 	}
 }
 

@@ -185,6 +185,25 @@ collect_tables(SPIPlanPtr plan, FetchResult *result, MemoryContext cxt)
 	MemoryContextSwitchTo(old);
 }
 
+/* Fetch queries of this backend in progress (nested ones included). */
+static int	fetch_depth = 0;
+
+/*
+ * Raise 54001 if one more fetch would nest deeper than
+ * twocache.max_fetch_depth.  Called before claiming a flight slot, so a
+ * backend never holds more slots than the depth allows.
+ */
+void
+TwoCacheFetchDepthCheck(void)
+{
+	if (fetch_depth >= twocache_max_fetch_depth)
+		ereport(ERROR,
+				(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
+				 errmsg("fetch queries are nested too deeply"),
+				 errdetail("This fetch would run inside %d other fetch queries; twocache.max_fetch_depth is %d.",
+						   fetch_depth, twocache_max_fetch_depth)));
+}
+
 /*
  * Run query and fill *result.  The value is copied into the caller's memory
  * context.
@@ -220,7 +239,9 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
+	TwoCacheFetchDepthCheck();
 	XactReadOnly = true;
+	fetch_depth++;
 	PG_TRY();
 	{
 		if (twocache_auto_tag)
@@ -246,6 +267,7 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 	PG_FINALLY();
 	{
 		XactReadOnly = save_read_only;
+		fetch_depth--;
 	}
 	PG_END_TRY();
 

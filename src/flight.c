@@ -30,8 +30,8 @@
  *
  * Locking: a slot on a partition's flights list, the partition's fences and
  * its list are protected by the partition's LWLock (exclusive to change).
- * The pool's free list is protected by its spinlock, taken only for list
- * pushes and pops.  A slot's seq is atomic so sleepers can check it without
+ * Each backend claims and frees only its own slots (a fixed range of the
+ * pool, by pgprocno), so claiming takes no lock.  A slot's seq is atomic so sleepers can check it without
  * the lock.  Every slot a backend owns is on its local list of tickets until
  * released, by FlightEnd on success and error paths and by an exit callback
  * on FATAL or process exit, so no slot outlives its owner.
@@ -55,7 +55,7 @@
 
 typedef struct FlightSlot
 {
-	dlist_node	node;			/* on a partition's flights, or the free list */
+	dlist_node	node;			/* on a partition's flights while claimed */
 	uint32		hash;
 	Oid			dbid;
 	uint32		keylen;
@@ -67,33 +67,41 @@ typedef struct FlightSlot
 	char		key[TWOCACHE_MAX_KEY_LEN];
 } FlightSlot;
 
+/*
+ * Every PGPROC owns TWOCACHE_MAX_FETCH_DEPTH slots of its own, so no set of
+ * backends can exhaust the pool for the others: a backend holds one slot per
+ * fetch it has in progress, and twocache.max_fetch_depth (at most
+ * TWOCACHE_MAX_FETCH_DEPTH) bounds how many nest.
+ */
 typedef struct FlightPool
 {
-	slock_t		mutex;			/* protects free */
-	dlist_head	free;
 	int			nslots;
 	int			nprocs;
 	pg_atomic_uint32 in_flight;
 	pg_atomic_uint32 *waiting_for;	/* [nprocs]: 1 + pgprocno of the owner
 									 * of the flight a backend waits for, or 0 */
-	FlightSlot *slots;			/* [nslots] */
+	FlightSlot *slots;			/* [nprocs * TWOCACHE_MAX_FETCH_DEPTH] */
 } FlightPool;
 
 /* Tickets of the flights this backend owns, innermost first. */
 static dlist_head owned = DLIST_STATIC_INIT(owned);
 static bool exit_callback_registered = false;
 
-static int
-pool_nslots(void)
-{
-	/* a fetch may nest another; allow a few levels per backend */
-	return MaxBackends * 4 + 16;
-}
+/* Which of this backend's own slots are in use (bit i: slot i). */
+static uint32 my_slots_used = 0;
+
+StaticAssertDecl(TWOCACHE_MAX_FETCH_DEPTH <= 32, "my_slots_used has 32 bits");
 
 static int
 pool_nprocs(void)
 {
 	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+static int
+pool_nslots(void)
+{
+	return pool_nprocs() * TWOCACHE_MAX_FETCH_DEPTH;
 }
 
 /* Shared memory needed for the flight pool. */
@@ -115,8 +123,6 @@ FlightShmemInit(char *base)
 	char	   *p = base + MAXALIGN(sizeof(FlightPool));
 	int			i;
 
-	SpinLockInit(&pool->mutex);
-	dlist_init(&pool->free);
 	pool->nslots = pool_nslots();
 	pool->nprocs = pool_nprocs();
 	pg_atomic_init_u32(&pool->in_flight, 0);
@@ -131,7 +137,6 @@ FlightShmemInit(char *base)
 
 		pg_atomic_init_u64(&slot->seq, 0);
 		ConditionVariableInit(&slot->cv);
-		dlist_push_tail(&pool->free, &slot->node);
 	}
 	return pool;
 }
@@ -215,8 +220,9 @@ ticket_start(ArcPartition *part, FlightTicket *t)
 }
 
 /*
- * Claim a flight slot for key and record where fencing starts.  If the pool
- * is exhausted the ticket has no slot: the fetch runs unguarded but fenced.
+ * Claim one of this backend's flight slots for key and record where fencing
+ * starts.  Callers checked the fetch depth (TwoCacheFetchDepthCheck), so a
+ * slot is free; were none, the fetch would run unguarded but fenced.
  * Caller holds the partition lock exclusively; t must stay valid until
  * FlightEnd.
  */
@@ -224,16 +230,18 @@ void
 FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t)
 {
 	FlightPool *pool = twocache_shared->flights;
-	FlightSlot *slot = NULL;
+	FlightSlot *slot;
+	int			i;
 
 	ticket_start(part, t);
 
-	SpinLockAcquire(&pool->mutex);
-	if (!dlist_is_empty(&pool->free))
-		slot = dlist_container(FlightSlot, node, dlist_pop_head_node(&pool->free));
-	SpinLockRelease(&pool->mutex);
-	if (slot == NULL)
+	for (i = 0; i < TWOCACHE_MAX_FETCH_DEPTH; i++)
+		if ((my_slots_used & (UINT32_C(1) << i)) == 0)
+			break;
+	if (i == TWOCACHE_MAX_FETCH_DEPTH)
 		return;
+	my_slots_used |= UINT32_C(1) << i;
+	slot = &pool->slots[MyProc->pgprocno * TWOCACHE_MAX_FETCH_DEPTH + i];
 
 	slot->hash = key->hash;
 	slot->dbid = key->dbid;
@@ -287,9 +295,7 @@ FlightEnd(FlightTicket *t)
 	if (!locked)
 		LWLockRelease(t->part->lock);
 
-	SpinLockAcquire(&pool->mutex);
-	dlist_push_head(&pool->free, &slot->node);
-	SpinLockRelease(&pool->mutex);
+	my_slots_used &= ~(UINT32_C(1) << ((slot - pool->slots) % TWOCACHE_MAX_FETCH_DEPTH));
 	pg_atomic_fetch_sub_u32(&pool->in_flight, 1);
 }
 

@@ -15,12 +15,14 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/int.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -131,13 +133,28 @@ TwoCacheIntervalToMs(const Interval *ttl, bool from_fetch)
 	return total / 1000 + (total % 1000 != 0);
 }
 
-/* TTL argument in ms: NULL means twocache.default_ttl; 0 means no expiry. */
+/*
+ * A lifetime in ms (0 = no expiry) capped by twocache.max_ttl: whoever chose
+ * it (the caller, the fetch query, a setting), no entry outlives the cap.
+ */
+int64
+TwoCacheCapTtl(int64 ttl_ms)
+{
+	if (twocache_max_ttl > 0 && (ttl_ms == 0 || ttl_ms > twocache_max_ttl))
+		return twocache_max_ttl;
+	return ttl_ms;
+}
+
+/*
+ * TTL argument in ms: NULL means twocache.default_ttl; 0 means no expiry;
+ * capped by twocache.max_ttl.
+ */
 static int64
 ttl_arg(FunctionCallInfo fcinfo, int argno)
 {
 	if (PG_ARGISNULL(argno))
-		return twocache_default_ttl;
-	return TwoCacheIntervalToMs(PG_GETARG_INTERVAL_P(argno), false);
+		return TwoCacheCapTtl(twocache_default_ttl);
+	return TwoCacheCapTtl(TwoCacheIntervalToMs(PG_GETARG_INTERVAL_P(argno), false));
 }
 
 /*
@@ -413,15 +430,23 @@ typedef struct EntryCopy
 
 /*
  * Copy the entries of the current scope from the given lists of every
- * partition, LRU end first.  Takes each partition's lock in shared mode.
+ * partition, LRU end first.  With all_scopes (twocache_entries), members of
+ * pg_read_all_stats also get the entries of other databases' scopes and the
+ * ghost keys (evicted, so possibly of keys the caller never saw), as
+ * pg_stat_statements shows other users' query texts only to them; others
+ * get neither.  Takes each partition's lock in shared mode.
  */
 static List *
-copy_entries(bool ghosts, bool live_only)
+copy_entries(bool all_scopes, bool live_only)
 {
 	List	   *result = NIL;
 	Oid			dbid = scope_dbid();
+	bool		ghosts;
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
+
+	all_scopes = all_scopes && has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	ghosts = all_scopes;
 
 	for (i = 0; i < twocache_shared->npartitions; i++)
 	{
@@ -440,7 +465,7 @@ copy_entries(bool ghosts, bool live_only)
 				EntryCopy  *c;
 
 				pos++;
-				if (e->key.dbid != dbid)
+				if (e->key.dbid != dbid && !all_scopes)
 					continue;
 				if (live_only && (!TwoCacheEntryIsLive(e, now) || e->negative))
 					continue;
@@ -677,6 +702,12 @@ twocache_invalidate_trigger(PG_FUNCTION_ARGS)
 
 	trigger = trigdata->tg_trigger;
 	rel = trigdata->tg_relation;
+	if (trigger->tgnargs > TWOCACHE_MAX_TAGS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("trigger \"%s\" has too many cache tags", trigger->tgname),
+				 errdetail("A twocache_invalidate_trigger() trigger takes at most %d tags; this one has %d.",
+						   TWOCACHE_MAX_TAGS, trigger->tgnargs)));
 	if (trigger->tgnargs == 0)
 	{
 		char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),

@@ -37,6 +37,7 @@
 #include "access/xlog_internal.h"
 #include "access/xlogrecovery.h"
 #include "commands/dbcommands.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
@@ -48,7 +49,7 @@
 /* Conditional set: SET and PUBLISH only if the only_if condition holds. */
 static const char *const conditional_set_script =
 "local cur = redis.call('GET', KEYS[1])\n"
-"local present = cur and (string.sub(cur, 1, 1) == 'v' or string.sub(cur, 1, 1) == 't')\n"
+"local present = cur and (string.sub(cur, 1, 1) == 'v' or string.sub(cur, 1, 1) == 't' or string.sub(cur, 1, 1) == 'E')\n"
 "if (ARGV[3] == 'absent' and present) or (ARGV[3] == 'present' and not present) then\n"
 "  return 0\n"
 "end\n"
@@ -248,16 +249,25 @@ l2_message(const ArcKey *key, TcMessageOp op, int *len)
 /*
  * The Redis value of a value or placeholder (palloc'd): 'v' + value, or 'n'
  * for a placeholder; with tags, 't' or 'm' instead, then the length of the
- * encoded tags (4 bytes, big-endian) and the tags before the value.
+ * encoded tags (4 bytes, big-endian) and the tags before the value.  A value
+ * made in a database whose encoding is neither UTF8 nor SQL_ASCII is
+ * prefixed with 'E' and the encoding's number (1 byte); unprefixed values
+ * are UTF-8 (or SQL_ASCII bytes), which readers validate.
  */
 static char *
 l2_value(const char *value, uint32 len, bool negative, const ArcTags *tags,
 		 size_t *outlen)
 {
 	uint32		tlen = tags != NULL ? tags->len : 0;
-	char	   *buf = palloc(1 + 4 + tlen + (negative ? 0 : len));
+	char	   *buf = palloc(2 + 1 + 4 + tlen + (negative ? 0 : len));
 	char	   *p = buf;
+	int			enc = GetDatabaseEncoding();
 
+	if (!negative && enc != PG_UTF8 && enc != PG_SQL_ASCII)
+	{
+		*p++ = 'E';
+		*p++ = (char) enc;
+	}
 	if (tlen == 0)
 		*p++ = negative ? 'n' : 'v';
 	else
@@ -289,6 +299,18 @@ l2_decode(const char *s, size_t len, L2Entry *e)
 	const unsigned char *u = (const unsigned char *) s;
 	size_t		off = 1;
 
+	e->encoding = PG_UTF8;
+	if (len >= 2 && s[0] == 'E')
+	{
+		if (!PG_VALID_BE_ENCODING(u[1]))
+			return false;
+		e->encoding = u[1];
+		s += 2;
+		u += 2;
+		len -= 2;
+		if (len < 1 || (s[0] != 'v' && s[0] != 't'))
+			return false;
+	}
 	if (len < 1)
 		return false;
 	e->tags.data = NULL;
@@ -454,14 +476,15 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 	cmd_start(&cmds[0], "GETRANGE");
 	TwoCacheRedisArg(&cmds[0], rkey, rklen);
 	TwoCacheRedisArg(&cmds[0], "0", 1);
-	TwoCacheRedisArg(&cmds[0], "0", 1);
+	TwoCacheRedisArg(&cmds[0], "0", 1);		/* 'E' (encoded) is a value too */
 	cmd_start(&cmds[1], "PTTL");
 	TwoCacheRedisArg(&cmds[1], rkey, rklen);
 	if (!TwoCacheRedisBackendExec(2, cmds, replies, err, sizeof(err)))
 		return false;
 
 	*is_value = (replies[0]->type == REDIS_REPLY_STRING && replies[0]->len == 1 &&
-				 (replies[0]->str[0] == 'v' || replies[0]->str[0] == 't') &&
+				 (replies[0]->str[0] == 'v' || replies[0]->str[0] == 't' ||
+				  replies[0]->str[0] == 'E') &&
 				 replies[1]->type == REDIS_REPLY_INTEGER && replies[1]->integer != -2);
 	*pttl_ms = replies[1]->type == REDIS_REPLY_INTEGER ? replies[1]->integer : -2;
 	TwoCacheRedisFreeReplies(2, replies);
@@ -475,11 +498,14 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 
 /*
  * Store a fetched value (or placeholder) in L2: a fill, not a change, so no
- * message.  Returns false if Redis is unavailable.
+ * message.  A fill began on an L2 miss, so whatever Redis holds for the key
+ * now was stored after the fill began (a set, or another server's fill):
+ * SET NX never replaces it.  *stored says whether it wrote.  Returns false
+ * if Redis is unavailable or refused.
  */
 bool
 L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
-	   const ArcTags *tags, int64 ttl_ms)
+	   const ArcTags *tags, int64 ttl_ms, bool *stored)
 {
 	int			ntags = TwoCacheTagsCount(tags);
 	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (1 + ntags));
@@ -496,15 +522,18 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 	cmd_start(&cmds[0], "SET");
 	TwoCacheRedisArg(&cmds[0], rkey, rklen);
 	TwoCacheRedisArg(&cmds[0], v, vlen);
+	TwoCacheRedisArg(&cmds[0], "NX", 2);
 	if (ttl_ms > 0)
 	{
 		TwoCacheRedisArg(&cmds[0], "PX", 2);
 		TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
 	}
 	(void) tag_add_cmds(&cmds[1], key, rkey, rklen, tags, ttlbuf);
+	*stored = false;
 	if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, err, sizeof(err)))
 		return false;
 	ok = !reply_is_error(replies[0]);
+	*stored = ok && replies[0]->type == REDIS_REPLY_STATUS;
 	TwoCacheRedisFreeReplies(1 + ntags, replies);
 	return ok;
 }

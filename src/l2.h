@@ -20,13 +20,16 @@ typedef struct L2Entry
 	char	   *value;			/* palloc'd, NUL-terminated */
 	uint32		len;
 	int64		pttl_ms;		/* remaining life; -1 = no expiry */
+	int			encoding;		/* the value's encoding (PG_UTF8 unless
+								 * marked) */
 	ArcTags		tags;			/* palloc'd */
 } L2Entry;
 
 extern bool L2Get(int n, const ArcKey *keys, L2Entry *out);
 extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
 extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
-				   bool negative, const ArcTags *tags, int64 ttl_ms);
+				   bool negative, const ArcTags *tags, int64 ttl_ms,
+				   bool *stored);
 extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 				  TwoCacheOnlyIf only_if, const ArcTags *tags, bool *wrote,
 				  char *errbuf, size_t errlen);

@@ -33,6 +33,8 @@ int			twocache_not_found_ttl = 60 * 1000;
 bool		twocache_auto_tag = false;
 int			twocache_local_max_ttl = 0;
 int			twocache_fetch_wait_timeout = 0;
+int			twocache_max_ttl = 0;
+int			twocache_max_fetch_depth = 8;
 int			twocache_scope = TWOCACHE_SCOPE_DATABASE;
 char	   *twocache_instance_id = NULL;
 char	   *twocache_redis_url = NULL;
@@ -176,6 +178,22 @@ TwoCacheDefineGucs(void)
 							&twocache_fetch_wait_timeout,
 							0, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.max_ttl",
+							"Upper bound on every cache lifetime, in both layers; 0 means none.",
+							"Caps the TTL argument, a TTL chosen by the fetch query, no expiry ('0') and twocache.not_found_ttl.",
+							&twocache_max_ttl,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.max_fetch_depth",
+							"Deepest nesting of fetch queries (a fetch query that calls twocache_get).",
+							NULL,
+							&twocache_max_fetch_depth,
+							8, 1, TWOCACHE_MAX_FETCH_DEPTH,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("twocache.scope",

@@ -34,6 +34,7 @@
 #define TWOCACHE_TAG_STRIPES		1024
 #define TWOCACHE_MAX_PARTITIONS		1024
 #define TWOCACHE_MIN_ARENA			(64 * 1024)	/* smallest arena per partition */
+#define TWOCACHE_MAX_FETCH_DEPTH	16	/* highest twocache.max_fetch_depth */
 
 /* Settings (twocache.c) */
 typedef enum TwoCacheScope
@@ -51,6 +52,8 @@ extern int	twocache_not_found_ttl;
 extern bool twocache_auto_tag;
 extern int	twocache_local_max_ttl;
 extern int	twocache_fetch_wait_timeout;
+extern int	twocache_max_ttl;
+extern int	twocache_max_fetch_depth;
 extern int	twocache_scope;
 extern char *twocache_instance_id;
 extern char *twocache_redis_url;
@@ -178,15 +181,19 @@ typedef struct FetchResult
 
 extern void TwoCacheRunFetch(const char *query, const ArcKey *key,
 							 FetchResult *result);
+extern void TwoCacheFetchDepthCheck(void);
 
 /* funcs.c */
 extern int64 TwoCacheIntervalToMs(const Interval *ttl, bool from_fetch);
+extern int64 TwoCacheCapTtl(int64 ttl_ms);
 
 /* cache.c */
 extern void TwoCacheKeyInit(ArcKey *key, Oid dbid, const char *data, int len);
 extern ArcPartition *TwoCachePartitionFor(const ArcKey *key, HTAB **hash);
 extern TimestampTz TwoCacheExpiry(TimestampTz now, int64 ttl_ms);
 extern bool TwoCacheEntryIsLive(const ArcEntry *e, TimestampTz now);
+extern text *TwoCacheValueForReader(const char *value, uint32 len, int src,
+									bool verify);
 extern bool TwoCacheLocalDelete(const ArcKey *key);
 extern uint64 TwoCacheFlushLocal(void);
 extern void TwoCacheDeferInvalidation(const ArcKey *key, XLogRecPtr lsn);

@@ -487,13 +487,26 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 		bool		stored;
 
 		if (L2Fill(key, fr.value, fr.value_len, !fr.found, store_tags, fill_ttl,
-				   &stored) &&
-			stored && fill_is_stale(part, key, store_tags, t))
+				   &stored))
 		{
-			bool		existed;
-			char		err[256];
+			if (!stored)
+			{
+				/*
+				 * Redis holds a value stored after this fill began (another
+				 * server's set or fill): ours is not newer, so L1 does not
+				 * take it either; the next read gets theirs.
+				 */
+				TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
+				FlightEnd(t);
+				return result;
+			}
+			if (fill_is_stale(part, key, store_tags, t))
+			{
+				bool		existed;
+				char		err[256];
 
-			(void) L2Del(key, &existed, err, sizeof(err));
+				(void) L2Del(key, &existed, err, sizeof(err));
+			}
 		}
 	}
 	(void) l1_fill(part, hash, key, fr.value, fr.value_len, !fr.found, store_tags,

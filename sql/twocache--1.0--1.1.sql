@@ -8,24 +8,26 @@
 -- be added to a function, so both are made again; the privileges granted
 -- on the 1.0 functions carry over.
 --
-CREATE FUNCTION twocache_restore_acl_1_1(fn regprocedure, acl aclitem[])
-RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION @extschema@.twocache_restore_acl_1_1(fn regprocedure, acl aclitem[])
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
 	g record;
 BEGIN
 	IF acl IS NULL THEN
 		RETURN;					-- the default: EXECUTE to PUBLIC
 	END IF;
-	EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+	EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
 	FOR g IN
-		SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-					ELSE quote_ident(r.rolname) END AS role,
+		SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid THEN 'PUBLIC'
+					ELSE pg_catalog.quote_ident(r.rolname::pg_catalog.text) END AS role,
 			   a.is_grantable
-		FROM aclexplode(acl) a
-		LEFT JOIN pg_roles r ON r.oid = a.grantee
-		WHERE a.privilege_type = 'EXECUTE'
+		FROM pg_catalog.aclexplode(acl) a
+		LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+		WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'::pg_catalog.text
 	LOOP
-		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn, g.role,
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn, g.role,
 					   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 	END LOOP;
 END
@@ -36,34 +38,40 @@ DECLARE
 	get_acl aclitem[];
 	set_acl aclitem[];
 BEGIN
-	SELECT proacl INTO get_acl FROM pg_proc
-	WHERE oid = 'twocache_get(text, text, interval)'::regprocedure;
-	SELECT proacl INTO set_acl FROM pg_proc
-	WHERE oid = 'twocache_set(text, text, interval, text)'::regprocedure;
+	SELECT p.proacl INTO get_acl FROM pg_catalog.pg_proc p
+	WHERE p.oid OPERATOR(pg_catalog.=)
+		'@extschema@.twocache_get(text, text, interval)'::pg_catalog.regprocedure;
+	SELECT p.proacl INTO set_acl FROM pg_catalog.pg_proc p
+	WHERE p.oid OPERATOR(pg_catalog.=)
+		'@extschema@.twocache_set(text, text, interval, text)'::pg_catalog.regprocedure;
 
-	DROP FUNCTION twocache_get(text, text, interval);
-	DROP FUNCTION twocache_set(text, text, interval, text);
+	DROP FUNCTION @extschema@.twocache_get(text, text, interval);
+	DROP FUNCTION @extschema@.twocache_set(text, text, interval, text);
 
-	CREATE FUNCTION twocache_get(key text, fetch_query text DEFAULT NULL,
-								 ttl interval DEFAULT NULL,
-								 tags text[] DEFAULT NULL)
+	CREATE FUNCTION @extschema@.twocache_get(key text, fetch_query text DEFAULT NULL,
+											 ttl interval DEFAULT NULL,
+											 tags text[] DEFAULT NULL)
 	RETURNS text
 	AS 'MODULE_PATHNAME', 'twocache_get'
 	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
-	CREATE FUNCTION twocache_set(key text, value text, ttl interval DEFAULT NULL,
-								 only_if text DEFAULT NULL,
-								 tags text[] DEFAULT NULL)
+	CREATE FUNCTION @extschema@.twocache_set(key text, value text, ttl interval DEFAULT NULL,
+											 only_if text DEFAULT NULL,
+											 tags text[] DEFAULT NULL)
 	RETURNS boolean
 	AS 'MODULE_PATHNAME', 'twocache_set'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-	PERFORM twocache_restore_acl_1_1('twocache_get(text, text, interval, text[])', get_acl);
-	PERFORM twocache_restore_acl_1_1('twocache_set(text, text, interval, text, text[])', set_acl);
+	PERFORM @extschema@.twocache_restore_acl_1_1(
+		'@extschema@.twocache_get(text, text, interval, text[])'::pg_catalog.regprocedure,
+		get_acl);
+	PERFORM @extschema@.twocache_restore_acl_1_1(
+		'@extschema@.twocache_set(text, text, interval, text, text[])'::pg_catalog.regprocedure,
+		set_acl);
 END
 $$;
 
-DROP FUNCTION twocache_restore_acl_1_1(regprocedure, aclitem[]);
+DROP FUNCTION @extschema@.twocache_restore_acl_1_1(regprocedure, aclitem[]);
 
 COMMENT ON FUNCTION twocache_get(text, text, interval, text[]) IS
 'value of key from the local cache, then Redis, else from running fetch_query once per server; NULL if not found; a filled value carries tags';

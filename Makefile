@@ -27,12 +27,13 @@ OBJS = \
 	src/worker.o \
 	src/funcs.o
 
-DATA = sql/twocache--1.0.sql sql/twocache--1.0--1.1.sql
+DATA = sql/twocache--1.0.sql sql/twocache--1.0--1.1.sql sql/twocache--1.1--1.2.sql \
+	sql/twocache--1.2.sql
 PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
 
 # pg_regress topics, for "make installcheck" against a server that preloads
 # twocache; "make test" runs them on temporary servers of its own.
-REGRESS = api ttl negative errors settings stats privileges bad_input tags auto_tag limits upgrade
+REGRESS = api ttl negative errors settings stats privileges bad_input tags auto_tag limits script_security upgrade
 REGRESS_OPTS = --load-extension=twocache --temp-config=$(srcdir)/test/twocache.conf
 
 PG_CONFIG ?= pg_config

@@ -1,8 +1,9 @@
--- The SQL surface of twocache 1.1 (SPEC section 2, and tags): every function with its
--- exact argument types, return type, volatility and language; the stats
--- view and its columns.
+-- The SQL surface of twocache 1.2 (SPEC sections 2 and 2a, and tags): every
+-- function with its exact argument types, return type, volatility and
+-- language; the stats view and its columns.  twocache_get has two forms: the
+-- lookup (key alone) and the fill (fetch_query without a default).
 BEGIN;
-SELECT plan(83);
+SELECT plan(94);
 
 SELECT has_extension('twocache');
 
@@ -13,7 +14,8 @@ SELECT set_eq(
 	  JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
 	  JOIN pg_proc p ON p.oid = d.objid AND d.classid = 'pg_proc'::regclass
 	  WHERE e.extname = 'twocache'$$,
-	ARRAY['twocache_get(text,text,interval,text[])',
+	ARRAY['twocache_get(text)',
+		  'twocache_get(text,text,interval,text[])',
 		  'twocache_set(text,text,interval,text,text[])',
 		  'twocache_invalidate_tag(text)',
 		  'twocache_invalidate_trigger()',
@@ -31,10 +33,13 @@ SELECT set_eq(
 		  'twocache_stats()',
 		  'twocache_stats_reset()',
 		  'twocache_status()'],
-	'the extension has exactly the functions of SPEC section 2, and those of tags');
+	'the extension has exactly the functions of SPEC sections 2 and 2a, and those of tags');
 
 -- functions with exact argument types
+SELECT has_function('twocache_get', ARRAY['text']);
 SELECT has_function('twocache_get', ARRAY['text', 'text', 'interval', 'text[]']);
+SELECT hasnt_function('twocache_get', ARRAY['text', 'text']);
+SELECT hasnt_function('twocache_get', ARRAY['text', 'text', 'interval']);
 SELECT has_function('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]']);
 SELECT has_function('twocache_del', ARRAY['text']);
 SELECT has_function('twocache_local_set', ARRAY['text', 'text', 'interval']);
@@ -50,6 +55,7 @@ SELECT has_function('twocache_stats_reset', ARRAY[]::name[]);
 SELECT has_function('twocache_status', ARRAY[]::name[]);
 
 -- return types
+SELECT function_returns('twocache_get', ARRAY['text'], 'text');
 SELECT function_returns('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'text');
 SELECT function_returns('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'boolean');
 SELECT function_returns('twocache_del', ARRAY['text'], 'boolean');
@@ -67,9 +73,15 @@ SELECT function_returns('twocache_status', ARRAY[]::name[], 'record');
 
 -- argument names and defaults, and the columns of the set-returning and
 -- record functions
+SELECT is(pg_get_function_arguments('twocache_get(text)'::regprocedure),
+	'key text', 'twocache_get lookup arguments');
 SELECT is(pg_get_function_arguments('twocache_get(text,text,interval,text[])'::regprocedure),
-	'key text, fetch_query text DEFAULT NULL::text, ttl interval DEFAULT NULL::interval, tags text[] DEFAULT NULL::text[]',
-	'twocache_get arguments');
+	'key text, fetch_query text, ttl interval DEFAULT NULL::interval, tags text[] DEFAULT NULL::text[]',
+	'twocache_get fill arguments: fetch_query has no default');
+SELECT is((SELECT count(*)::int FROM pg_proc p
+		   WHERE p.oid = 'twocache_get(text)'::regprocedure
+			 AND p.prosrc = 'twocache_get' AND p.proparallel = 'r'),
+	1, 'the lookup form is the C function twocache_get, parallel restricted');
 SELECT is(pg_get_function_arguments('twocache_set(text,text,interval,text,text[])'::regprocedure),
 	'key text, value text, ttl interval DEFAULT NULL::interval, only_if text DEFAULT NULL::text, tags text[] DEFAULT NULL::text[]',
 	'twocache_set arguments');
@@ -95,6 +107,7 @@ SELECT is(pg_get_function_arguments('twocache_status()'::regprocedure),
 	'twocache_status columns');
 
 -- volatility: everything reads or changes shared state
+SELECT volatility_is('twocache_get', ARRAY['text'], 'volatile');
 SELECT volatility_is('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'volatile');
 SELECT volatility_is('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'volatile');
 SELECT volatility_is('twocache_del', ARRAY['text'], 'volatile');
@@ -111,6 +124,7 @@ SELECT volatility_is('twocache_stats_reset', ARRAY[]::name[], 'volatile');
 SELECT volatility_is('twocache_status', ARRAY[]::name[], 'volatile');
 
 -- not STRICT: a NULL key or value must raise 22004, not return NULL
+SELECT isnt_strict('twocache_get', ARRAY['text']);
 SELECT isnt_strict('twocache_get', ARRAY['text', 'text', 'interval', 'text[]']);
 SELECT isnt_strict('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]']);
 SELECT isnt_strict('twocache_del', ARRAY['text']);
@@ -120,6 +134,9 @@ SELECT isnt_strict('twocache_exists', ARRAY['text']);
 SELECT isnt_strict('twocache_ttl', ARRAY['text']);
 SELECT isnt_strict('twocache_mget', ARRAY['text[]']);
 SELECT throws_ok($$SELECT twocache_get(NULL)$$, '22004', NULL, 'twocache_get(NULL) raises 22004');
+SELECT throws_ok($$SELECT twocache_get(NULL, 'SELECT 1')$$, '22004', NULL, 'twocache_get(NULL, query) raises 22004');
+SELECT is(twocache_get('tap:shape:none'), NULL, 'the one-argument call is the lookup: a miss is NULL');
+SELECT is(twocache_get('tap:shape:none', 'SELECT ''filled'''), 'filled', 'the fill form fetches');
 SELECT throws_ok($$SELECT twocache_exists(NULL)$$, '22004', NULL, 'twocache_exists(NULL) raises 22004');
 SELECT throws_ok($$SELECT twocache_ttl(NULL)$$, '22004', NULL, 'twocache_ttl(NULL) raises 22004');
 SELECT throws_ok($$SELECT * FROM twocache_mget(NULL)$$, '22004', NULL, 'twocache_mget(NULL) raises 22004');

@@ -93,6 +93,9 @@ CREATE TABLE twocache_tap_shared (v text);
 INSERT INTO twocache_tap_shared VALUES ('classified');
 REVOKE ALL ON twocache_tap_shared FROM PUBLIC;
 GRANT SELECT ON twocache_tap_shared TO twocache_tap_filler;
+-- both may look up and fill (1.2: not PUBLIC's)
+GRANT EXECUTE ON FUNCTION twocache_get(text), twocache_get(text, text, interval, text[])
+	TO twocache_tap_filler, twocache_tap_nosel;
 
 SELECT is(has_table_privilege('twocache_tap_nosel', 'twocache_tap_shared', 'SELECT'), false,
 	'the second role may not read the table');
@@ -125,6 +128,7 @@ SELECT twocache_flush_local() >= 0 AS flushed \gset
 SELECT dblink_disconnect('other') AS disconnected \gset
 DROP DATABASE twocache_tap_scope WITH (FORCE);
 DROP TABLE twocache_tap_shared;
+DROP OWNED BY twocache_tap_filler, twocache_tap_nosel;
 DROP ROLE twocache_tap_filler;
 DROP ROLE twocache_tap_nosel;
 DROP EXTENSION dblink;

@@ -171,9 +171,10 @@ twocache_get(PG_FUNCTION_ARGS)
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	ttl_ms = ttl_arg(fcinfo, 2);
+	/* the lookup form (1.2), twocache_get(key), passes the key alone */
+	ttl_ms = PG_NARGS() > 2 ? ttl_arg(fcinfo, 2) : TwoCacheCapTtl(twocache_default_ttl);
 	tags_arg(fcinfo, 3, &tags);
-	if (!PG_ARGISNULL(1))
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
 	{
 		query = text_to_cstring(PG_GETARG_TEXT_PP(1));
 		if (query[0] == '\0')

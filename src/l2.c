@@ -12,6 +12,13 @@
  * one-byte type tag: 'v' followed by the value, or 'n' alone for a
  * not-found placeholder.
  *
+ * Each tag has a set of the Redis keys carrying it.  A tag invalidation
+ * (L2TagInvalidateBatched, the one loop the backend, the post-commit
+ * re-apply and the worker share) empties it in bounded rounds, one short
+ * script each, so that however large the set no script runs long and Redis
+ * never answers BUSY to anyone; its message is published after the last
+ * round, so no receiver can refill an old value from Redis meanwhile.
+ *
  * Every function here returns false when Redis is unavailable or failed
  * (redis.c then skips Redis for twocache.redis_retry_interval); none raises
  * an ERROR because of Redis.  Callers treat a failed read as a miss and
@@ -75,15 +82,24 @@ static const char *const tag_add_script =
 "end\n"
 "return 1\n";
 
-/* Delete every key of a tag's set and the set, and publish. */
-const char *const L2TagInvalidateScript =
-"local members = redis.call('SMEMBERS', KEYS[1])\n"
-"for i = 1, #members do\n"
-"  redis.call('DEL', members[i])\n"
+/*
+ * One round of a tag invalidation (L2TagInvalidateBatched): SSCAN the tag's
+ * set from cursor ARGV[1], COUNT ARGV[2]; DEL every member returned that
+ * starts with ARGV[3] ('' = all) and SREM it.  Returns {next cursor, number
+ * deleted}.  Short by construction, whatever the size of the set.
+ */
+static const char *const tag_invalidate_round_script =
+"local r = redis.call('SSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
+"local prefix = ARGV[3]\n"
+"local n = 0\n"
+"for _, m in ipairs(r[2]) do\n"
+"  if prefix == '' or string.sub(m, 1, #prefix) == prefix then\n"
+"    redis.call('DEL', m)\n"
+"    redis.call('SREM', KEYS[1], m)\n"
+"    n = n + 1\n"
+"  end\n"
 "end\n"
-"redis.call('DEL', KEYS[1])\n"
-"redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
-"return #members\n";
+"return {r[1], n}\n";
 
 /*
  * A key deleted (or a tag invalidated) in the current transaction block, to
@@ -639,43 +655,154 @@ L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen)
 }
 
 /*
- * Invalidate a tag (given as an ArcKey: dbid and bytes) in L2: delete every
- * key of its set and the set, and publish it, atomically.  Returns false
- * with errbuf set if Redis is unavailable.
+ * Members a round of a tag invalidation asks SSCAN for, and the most rounds
+ * one invalidation takes: 10M members need 20000 rounds of 500, and SSCAN
+ * may return fewer than COUNT from a sparse table, hence the margin.
+ */
+#define TAG_ROUND_COUNT		"500"
+#define TAG_MAX_ROUNDS		100000
+
+/* Run a round trip on conn, or on the backend's connection when it is NULL. */
+static bool
+tag_exec(redisContext *conn, TcRedisCommand *cmd, redisReply **reply,
+		 char *errbuf, size_t errlen)
+{
+	if (conn == NULL)
+		return TwoCacheRedisBackendExec(1, cmd, reply, errbuf, errlen);
+	return TwoCacheRedisExec(conn, 1, cmd, reply, twocache_redis_timeout,
+							 errbuf, errlen);
+}
+
+/*
+ * Record that Redis refused a step of a tag invalidation (errbuf says how):
+ * an error like a dropped connection, counted in redis_errors.  On the
+ * backend's connection that also starts the retry interval; the worker
+ * records it as its last error itself.
+ */
+static void
+tag_refused(redisContext *conn, redisReply *reply, const char *what,
+			char *errbuf, size_t errlen)
+{
+	snprintf(errbuf, errlen, "Redis refused %s: %s", what,
+			 reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+	if (reply != NULL)
+		TwoCacheRedisFreeReplies(1, &reply);
+	if (conn == NULL)
+		TwoCacheRedisBackendFailed(errbuf);
+	else
+		TwoCacheCount(TC_REDIS_ERRORS, 1);
+}
+
+/*
+ * Invalidate a tag in L2 in bounded rounds, whatever the size of its set:
+ * each round is one short script (SSCAN of the set from a cursor, DEL and
+ * SREM of the members returned that start with member_prefix, "" for all),
+ * until the cursor comes back to 0.  SSCAN returns every member that is in
+ * the set for the whole scan; a member added meanwhile (a fill) may stay,
+ * indexed, so the set itself is never deleted (an empty set vanishes).
+ * msg is published on channel only after the last round, so that receivers,
+ * who drop their L1 entries and fence fills, cannot refill an old value from
+ * Redis.  conn is the connection to use, NULL for the backend's own.
+ * *deleted (if not NULL) gets how many keys were deleted.  Returns false
+ * with errbuf set if Redis is unavailable or refused a step (counted in
+ * redis_errors), or if the set did not end within TAG_MAX_ROUNDS rounds
+ * (the message is still sent then).  Each round trip is bounded by
+ * twocache.redis_timeout.  Never raises an ERROR because of Redis.
+ */
+bool
+L2TagInvalidateBatched(redisContext *conn, const char *set, size_t setlen,
+					   const char *member_prefix, size_t prefixlen,
+					   const char *channel, const char *msg, int msglen,
+					   int64 *deleted, char *errbuf, size_t errlen)
+{
+	char		cursor[32] = "0";
+	int64		ndeleted = 0;
+	int			rounds = 0;
+	TcRedisCommand cmd;
+	redisReply *reply = NULL;
+
+	do
+	{
+		redisReply *next;
+		redisReply *count;
+
+		if (rounds++ >= TAG_MAX_ROUNDS)
+			break;
+		CHECK_FOR_INTERRUPTS(); /* held off after commit */
+		cmd_start(&cmd, "EVAL");
+		TwoCacheRedisArg(&cmd, tag_invalidate_round_script,
+						 strlen(tag_invalidate_round_script));
+		TwoCacheRedisArg(&cmd, "1", 1);
+		TwoCacheRedisArg(&cmd, set, setlen);
+		TwoCacheRedisArg(&cmd, cursor, strlen(cursor));
+		TwoCacheRedisArg(&cmd, TAG_ROUND_COUNT, strlen(TAG_ROUND_COUNT));
+		TwoCacheRedisArg(&cmd, member_prefix, prefixlen);
+		reply = NULL;
+		if (!tag_exec(conn, &cmd, &reply, errbuf, errlen))
+			return false;
+		if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+			(next = reply->element[0])->type != REDIS_REPLY_STRING ||
+			next->len == 0 || next->len >= sizeof(cursor) ||
+			(count = reply->element[1])->type != REDIS_REPLY_INTEGER)
+		{
+			tag_refused(conn, reply, "the tag invalidation", errbuf, errlen);
+			return false;
+		}
+		memcpy(cursor, next->str, next->len);
+		cursor[next->len] = '\0';
+		ndeleted += count->integer;
+		TwoCacheRedisFreeReplies(1, &reply);
+	} while (strcmp(cursor, "0") != 0);
+
+	if (deleted != NULL)
+		*deleted = ndeleted;
+
+	cmd_start(&cmd, "PUBLISH");
+	TwoCacheRedisArg(&cmd, channel, strlen(channel));
+	TwoCacheRedisArg(&cmd, msg, msglen);
+	reply = NULL;
+	if (!tag_exec(conn, &cmd, &reply, errbuf, errlen))
+		return false;
+	if (reply->type != REDIS_REPLY_INTEGER)
+	{
+		tag_refused(conn, reply, "the tag invalidation message", errbuf, errlen);
+		return false;
+	}
+	TwoCacheRedisFreeReplies(1, &reply);
+	TwoCacheCount(TC_INVALIDATIONS_SENT, 1);
+
+	if (strcmp(cursor, "0") != 0)
+	{
+		snprintf(errbuf, errlen,
+				 "the tag's set in Redis did not come to an end in %d rounds of %s members",
+				 TAG_MAX_ROUNDS, TAG_ROUND_COUNT);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Invalidate a tag (given as an ArcKey: dbid and bytes) in L2 on the
+ * backend's connection: delete every key of its set, in bounded rounds, and
+ * publish it (L2TagInvalidateBatched).  Returns false with errbuf set if
+ * Redis is unavailable or refused.
  */
 bool
 L2InvalidateTag(Oid dbid, const char *tag, int taglen, char *errbuf, size_t errlen)
 {
-	TcRedisCommand cmd;
-	redisReply *reply = NULL;
 	ArcKey		t;
 	size_t		slen;
 	char	   *set;
 	int			msglen;
 	char	   *msg;
-	bool		ok;
 
 	t.dbid = dbid;
 	t.data = tag;
 	t.len = taglen;
 	set = L2TagSetName(&t, dbid == InvalidOid ? "" : current_dbname(), &slen);
 	msg = l2_message(&t, TC_MSG_TAG, &msglen);
-	cmd_start(&cmd, "EVAL");
-	TwoCacheRedisArg(&cmd, L2TagInvalidateScript, strlen(L2TagInvalidateScript));
-	TwoCacheRedisArg(&cmd, "1", 1);
-	TwoCacheRedisArg(&cmd, set, slen);
-	TwoCacheRedisArg(&cmd, twocache_channel, strlen(twocache_channel));
-	TwoCacheRedisArg(&cmd, msg, msglen);
-	if (!TwoCacheRedisBackendExec(1, &cmd, &reply, errbuf, errlen))
-		return false;
-	ok = reply->type == REDIS_REPLY_INTEGER;
-	if (ok)
-		TwoCacheCount(TC_INVALIDATIONS_SENT, 1);
-	else
-		snprintf(errbuf, errlen, "Redis refused the tag invalidation: %s",
-				 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-	TwoCacheRedisFreeReplies(1, &reply);
-	return ok;
+	return L2TagInvalidateBatched(NULL, set, slen, "", 0, twocache_channel,
+								  msg, msglen, NULL, errbuf, errlen);
 }
 
 /* ----------------------------------------------------------------
@@ -700,6 +827,8 @@ apply_pending(void)
 {
 	PendingDelete *d;
 	int			n = 0;
+	int			ntags = 0;
+	int			tags_failed = 0;
 	int			i;
 	TcRedisCommand *cmds;
 	redisReply **replies;
@@ -711,54 +840,74 @@ apply_pending(void)
 	for (d = pending_deletes; d != NULL; d = d->next)
 	{
 		if (d->is_tag)
+		{
 			(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.data, d->key.len,
 											  InvalidXLogRecPtr);
+			ntags++;
+		}
 		else
+		{
 			(void) TwoCacheLocalDelete(&d->key);
-		n++;
+			n++;
+		}
 	}
-	if (n == 0 || !TwoCacheRedisEnabled())
+	if (n + ntags == 0 || !TwoCacheRedisEnabled())
 		return;
 
 	/* the messages hold from the commit on, not from the first delete */
 	lsn = TwoCacheInvalidationLsn();
-	cmds = MemoryContextAlloc(TopMemoryContext, sizeof(TcRedisCommand) * 2 * n);
-	replies = MemoryContextAllocZero(TopMemoryContext, sizeof(redisReply *) * 2 * n);
+	cmds = MemoryContextAlloc(TopMemoryContext, sizeof(TcRedisCommand) * 2 * Max(n, 1));
+	replies = MemoryContextAllocZero(TopMemoryContext, sizeof(redisReply *) * 2 * Max(n, 1));
 	for (d = pending_deletes, i = 0; d != NULL; d = d->next)
 	{
 		TwoCacheMessageSetLsn(d->msg, d->msglen, lsn);
 		if (d->is_tag)
-		{
-			cmd_start(&cmds[i], "EVAL");
-			TwoCacheRedisArg(&cmds[i], L2TagInvalidateScript, strlen(L2TagInvalidateScript));
-			TwoCacheRedisArg(&cmds[i], "1", 1);
-			TwoCacheRedisArg(&cmds[i], d->rkey, d->rkeylen);
-			TwoCacheRedisArg(&cmds[i], twocache_channel, strlen(twocache_channel));
-			TwoCacheRedisArg(&cmds[i], d->msg, d->msglen);
-			i++;
-		}
-		else
-		{
-			cmd_start(&cmds[i], "DEL");
-			TwoCacheRedisArg(&cmds[i], d->rkey, d->rkeylen);
-			cmd_add_publish(&cmds[i + 1], d->msg, d->msglen);
-			i += 2;
-		}
+			continue;			/* in rounds of their own, below */
+		cmd_start(&cmds[i], "DEL");
+		TwoCacheRedisArg(&cmds[i], d->rkey, d->rkeylen);
+		cmd_add_publish(&cmds[i + 1], d->msg, d->msglen);
+		i += 2;
 	}
 	ncmds = i;
 
 	/* no cancel may interrupt this: we are past the commit */
 	HOLD_INTERRUPTS();
-	if (TwoCacheRedisBackendExec(ncmds, cmds, replies, err, sizeof(err)))
+	if (ncmds > 0 && TwoCacheRedisBackendExec(ncmds, cmds, replies, err, sizeof(err)))
 	{
 		TwoCacheCount(TC_INVALIDATIONS_SENT, n);
 		TwoCacheRedisFreeReplies(ncmds, replies);
 	}
-	else
+	else if (ncmds > 0)
 		ereport(WARNING,
 				(errmsg("could not delete %d cache keys again in Redis after commit", n),
 				 errdetail("%s", err),
 				 errhint("They were deleted from the local cache; other servers keep them until they expire or are deleted again.")));
+
+	/*
+	 * Tags after the keys, each in bounded rounds however large its set.  A
+	 * failure is only a WARNING here: once Redis has failed, the backend
+	 * skips it for the retry interval, so the remaining tags fail at once.
+	 */
+	for (d = pending_deletes; d != NULL; d = d->next)
+	{
+		char		tagerr[512];
+
+		if (!d->is_tag)
+			continue;
+		if (!L2TagInvalidateBatched(NULL, d->rkey, d->rkeylen, "", 0,
+									twocache_channel, d->msg, d->msglen, NULL,
+									tagerr, sizeof(tagerr)))
+		{
+			if (tags_failed++ == 0)
+				strlcpy(err, tagerr, sizeof(err));
+		}
+	}
+	if (tags_failed > 0)
+		ereport(WARNING,
+				(errmsg("could not invalidate %d of %d cache tags again in Redis after commit",
+						tags_failed, ntags),
+				 errdetail("%s", err),
+				 errhint("They were invalidated in the local cache; other servers keep their entries until they expire or are invalidated again.")));
 	RESUME_INTERRUPTS();
 	pfree(cmds);
 	pfree(replies);

@@ -38,7 +38,12 @@ extern bool L2InvalidateTag(Oid dbid, const char *tag, int taglen,
 extern void L2RememberTagInvalidation(Oid dbid, const char *tag, int taglen);
 extern void L2QueueTagInvalidation(Oid dbid, const char *tag, int taglen);
 extern char *L2TagSetName(const ArcKey *tag, const char *dbname, size_t *len);
-extern const char *const L2TagInvalidateScript;
+struct redisContext;				/* hiredis; NULL: the backend's connection */
+extern bool L2TagInvalidateBatched(struct redisContext *conn,
+								   const char *set, size_t setlen,
+								   const char *member_prefix, size_t prefixlen,
+								   const char *channel, const char *msg, int msglen,
+								   int64 *deleted, char *errbuf, size_t errlen);
 extern bool L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen);
 extern void L2RememberDelete(const ArcKey *key);
 extern XLogRecPtr TwoCacheInvalidationLsn(void);

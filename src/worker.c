@@ -418,9 +418,10 @@ defer_message(const TcMessage *msg, const ArcKey *key)
 
 /*
  * Apply again the queued invalidations whose WAL position has been replayed
- * (all of them once recovery has ended): in L1, then, for dels, in L2 with
- * a message to every server.  A del whose L2 part fails stays queued and is
- * retried on the next call.  Returns whether any remain queued.
+ * (all of them once recovery has ended): in L1, then, for dels and tags, in
+ * L2 with a message to every server (a tag in bounded rounds, its message
+ * after the last).  One whose L2 part fails stays queued and is retried on
+ * the next call.  Returns whether any remain queued.
  */
 static bool
 process_deferred(WorkerConn *wc)
@@ -477,7 +478,42 @@ process_deferred(WorkerConn *wc)
 		TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * 2 * nbatch);
 		redisReply **replies = palloc0(sizeof(redisReply *) * 2 * nbatch);
 		char		err[512];
+		int			ndels = 0;
 		int			i;
+
+		/*
+		 * Tags first, each in bounded rounds of its own and published at the
+		 * end (L2TagInvalidateBatched).  One that fails stays queued, and
+		 * nothing more is sent on this connection in this pass: after a
+		 * failed exchange it may still have replies in flight.
+		 */
+		for (i = 0; i < nbatch; i++)
+		{
+			DeferredInvalidation *d = batch[i];
+			size_t		slen;
+			char	   *set;
+			int			msglen;
+			char	   *msg;
+
+			if (d->op != TC_MSG_TAG)
+			{
+				batch[ndels++] = d;
+				continue;
+			}
+			set = L2TagSetName(&d->key, d->dbname, &slen);
+			msg = L2Message(&d->key, d->dbname, d->op, d->lsn, &msglen);
+			if (!L2TagInvalidateBatched(wc->cmd, set, slen, "", 0, wc->channel,
+										msg, msglen, NULL, err, sizeof(err)))
+			{
+				state_error(err);	/* the ping notices if Redis is gone */
+				ndels = 0;
+				break;
+			}
+			dlist_delete(&d->node);
+			pfree(d);
+			ndeferred--;
+		}
+		nbatch = ndels;
 
 		for (i = 0; i < nbatch; i++)
 		{
@@ -485,38 +521,18 @@ process_deferred(WorkerConn *wc)
 			size_t		rklen;
 			int			msglen;
 			char	   *msg = L2Message(&d->key, d->dbname, d->op, d->lsn, &msglen);
+			char	   *rkey = L2KeyName(&d->key, d->dbname, &rklen);
 
-			if (d->op == TC_MSG_TAG)
-			{
-				/* delete the tag's keys and publish (a PING fills the pair) */
-				char	   *set = L2TagSetName(&d->key, d->dbname, &rklen);
-
-				cmds[2 * i].argc = 0;
-				TwoCacheRedisArg(&cmds[2 * i], "EVAL", 4);
-				TwoCacheRedisArg(&cmds[2 * i], L2TagInvalidateScript,
-								 strlen(L2TagInvalidateScript));
-				TwoCacheRedisArg(&cmds[2 * i], "1", 1);
-				TwoCacheRedisArg(&cmds[2 * i], set, rklen);
-				TwoCacheRedisArg(&cmds[2 * i], wc->channel, strlen(wc->channel));
-				TwoCacheRedisArg(&cmds[2 * i], msg, msglen);
-				cmds[2 * i + 1].argc = 0;
-				TwoCacheRedisArg(&cmds[2 * i + 1], "PING", 4);
-			}
-			else
-			{
-				char	   *rkey = L2KeyName(&d->key, d->dbname, &rklen);
-
-				cmds[2 * i].argc = 0;
-				TwoCacheRedisArg(&cmds[2 * i], "DEL", 3);
-				TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
-				cmds[2 * i + 1].argc = 0;
-				TwoCacheRedisArg(&cmds[2 * i + 1], "PUBLISH", 7);
-				TwoCacheRedisArg(&cmds[2 * i + 1], wc->channel, strlen(wc->channel));
-				TwoCacheRedisArg(&cmds[2 * i + 1], msg, msglen);
-			}
+			cmds[2 * i].argc = 0;
+			TwoCacheRedisArg(&cmds[2 * i], "DEL", 3);
+			TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
+			cmds[2 * i + 1].argc = 0;
+			TwoCacheRedisArg(&cmds[2 * i + 1], "PUBLISH", 7);
+			TwoCacheRedisArg(&cmds[2 * i + 1], wc->channel, strlen(wc->channel));
+			TwoCacheRedisArg(&cmds[2 * i + 1], msg, msglen);
 		}
-		if (TwoCacheRedisExec(wc->cmd, 2 * nbatch, cmds, replies,
-							  twocache_redis_timeout, err, sizeof(err)))
+		if (nbatch > 0 && TwoCacheRedisExec(wc->cmd, 2 * nbatch, cmds, replies,
+											twocache_redis_timeout, err, sizeof(err)))
 		{
 			TwoCacheRedisFreeReplies(2 * nbatch, replies);
 			TwoCacheCount(TC_INVALIDATIONS_SENT, nbatch);
@@ -527,7 +543,7 @@ process_deferred(WorkerConn *wc)
 				ndeferred--;
 			}
 		}
-		else
+		else if (nbatch > 0)
 			state_error(err);	/* the ping notices if Redis is gone */
 	}
 	state_deferred();

@@ -18,6 +18,9 @@ TwoCacheTest - helpers shared by twocache's two-layer TAP tests
   ok(poll($node2, not_in_l1_sql('k')), 'node2: k dropped from L1');
   is(in_l1($node1, 'k'), 't', 'node1: k in L1');
   my $n = counter($node1, 'invalidations_sent');
+  my $off = log_offset($node1);
+  $redis->stop;
+  ok(wait_log($node1, qr/twocache worker unsubscribed/, $off), 'node1: unsubscribed');
   no_crash_in_log($_) foreach ($node1, $node2);
 
 =head1 DESCRIPTION
@@ -38,7 +41,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(l2_node poll counter in_l1 not_in_l1_sql no_crash_in_log);
+our @EXPORT = qw(l2_node poll counter in_l1 not_in_l1_sql no_crash_in_log log_offset
+  wait_log);
 
 =pod
 
@@ -145,6 +149,35 @@ sub not_in_l1_sql
 {
 	my ($key) = @_;
 	return 'SELECT NOT ' . _l1_exists($key);
+}
+
+=pod
+
+=item log_offset($node)
+
+The current size of the server log of C<$node>: take it before an action,
+and pass it to C<wait_log> to wait for what the action logs, not for a line
+left from before.
+
+=item wait_log($node, $regexp, $offset, $secs)
+
+C<wait_for_log> with a deadline of about C<$secs> seconds (default 30),
+looking only at the log after C<$offset>: true once a line matches, false
+(instead of dying) if none did in time.
+
+=cut
+
+sub log_offset
+{
+	my ($node) = @_;
+	return (-s $node->logfile) // 0;
+}
+
+sub wait_log
+{
+	my ($node, $regexp, $offset, $secs) = @_;
+	local $PostgreSQL::Test::Utils::timeout_default = $secs // 30;
+	return defined eval { $node->wait_for_log($regexp, $offset); };
 }
 
 =pod

@@ -339,8 +339,12 @@ SELECT count(*) FROM (SELECT twocache_local_set(k, 'neighbour') FROM neighbours)
 # TTL: an L1 copy filled from L2 expires when the L2 copy was to expire
 # ---------------------------------------------------------------------
 {
+	# node2 reads only once node1's message is applied: a late one would
+	# drop the copy it reads (also for lmt below)
+	my $r2 = counter($node2, 'invalidations_received');
 	is($node1->safe_psql('postgres', q{SELECT twocache_set('ttlk', 'tv', '3 s')}),
 		't', 'node1: set with ttl 3 s');
+	ok(wait_received($node2, $r2 + 1), "node2: received node1's set of ttlk");
 	my $pttl = $redis->cli('PTTL', 'db:postgres:ttlk');
 	ok($pttl > 0 && $pttl <= 3000, "L2 copy expires in 3 s (PTTL $pttl)");
 
@@ -371,8 +375,10 @@ FROM twocache_entries() WHERE key = 'ttlk'}),
 	$node2->safe_psql('postgres', 'SELECT pg_reload_conf()');
 	ok(poll($node2, q{SELECT current_setting('twocache.local_max_ttl')}, '2s'),
 		'node2: local_max_ttl reloaded');
+	$r2 = counter($node2, 'invalidations_received');
 	is($node1->safe_psql('postgres', q{SELECT twocache_set('lmt', 'v')}), 't',
 		'node1: set without a TTL');
+	ok(wait_received($node2, $r2 + 1), "node2: received node1's set of lmt");
 	is($node2->safe_psql('postgres', q{SELECT twocache_get('lmt')}), 'v', 'node2: reads it');
 	is( $node2->safe_psql(
 			'postgres', q{
@@ -512,8 +518,10 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 		ok(poll($node, q{SELECT current_setting('twocache.key_prefix')}, 'app1:'),
 			$node->name . ': key_prefix reloaded');
 	}
+	my $r2 = counter($node2, 'invalidations_received');
 	is($node1->safe_psql('postgres', q{SELECT twocache_set('pk', 'pv')}), 't',
 		'node1: set with key_prefix');
+	ok(wait_received($node2, $r2 + 1), "node2: received node1's set of pk");
 	is($redis->cli('GET', 'app1:db:postgres:pk'), 'vpv',
 		'key_prefix is prepended to the Redis key');
 	is($redis->cli('EXISTS', 'db:postgres:pk'), '0', 'and not stored without it');
@@ -531,8 +539,12 @@ FROM twocache_entries() WHERE key = 'lmt'}),
 		ok(poll($node, q{SELECT current_setting('twocache.scope')}, 'cluster'),
 			$node->name . ': scope reloaded');
 	}
+	$r2 = counter($node2, 'invalidations_received');
 	is($node1->safe_psql('postgres', q{SELECT twocache_set('ck', 'cv')}), 't',
 		'node1: set in cluster scope');
+	# before node2 reads ck: a late message would drop its copy, and the
+	# drop waited for below must be the del's
+	ok(wait_received($node2, $r2 + 1), "node2: received node1's set of ck");
 	is($redis->cli('GET', 'app1:cluster:ck'), 'vcv',
 		'cluster scope: <key_prefix>cluster:<key>');
 	is($node2->safe_psql('other', q{SELECT twocache_get('ck')}), 'cv',

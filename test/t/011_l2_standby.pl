@@ -100,6 +100,11 @@ my $standby_worker = $standby->safe_psql('postgres', 'SELECT worker_pid FROM two
 	my $r0 = counter($standby, 'invalidations_received');
 	is($primary->safe_psql('postgres', q{SELECT twocache_set('cfg', 'on', '1 min')}), 't',
 		'primary: set cfg');
+	# wait for the message of the first set before the standby reads cfg and
+	# before the next set, so that the drop seen below is the one of the
+	# second set (a late first message would drop the copy read here)
+	ok(poll($standby, "SELECT invalidations_received > $r0 FROM twocache_stats"),
+		"standby: the first set's message arrived");
 	my $h0 = counter($standby, 'l2_hits');
 	my $f0 = counter($standby, 'fetches');
 	is($standby->safe_psql('postgres', q{SELECT twocache_get('cfg', 'SELECT ''fetched''')}),
@@ -107,12 +112,6 @@ my $standby_worker = $standby->safe_psql('postgres', 'SELECT worker_pid FROM two
 	is(counter($standby, 'l2_hits'), $h0 + 1, 'standby: from L2');
 	is(counter($standby, 'fetches'), $f0, 'standby: without a fetch');
 	is(in_l1($standby, 'cfg'), 't', 'standby: cfg in its L1');
-
-	# wait for the message of the first set before the next one, so the
-	# drop seen below is the one of the second set
-	ok(poll($standby, "SELECT invalidations_received > $r0 FROM twocache_stats"),
-		"standby: the first set's message arrived");
-	is(in_l1($standby, 'cfg'), 't', 'standby: cfg still in its L1');
 	is($primary->safe_psql('postgres', q{SELECT twocache_set('cfg', 'off', '1 min')}), 't',
 		'primary: set cfg again');
 	ok(poll($standby, not_in_l1_sql('cfg')), "standby: the set dropped its L1 copy");

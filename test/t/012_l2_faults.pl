@@ -133,13 +133,19 @@ is($redis->cli('GET', 'db:postgres:bgwarm'), 'vb', 'its fill reached L2');
 # ---------------------------------------------------------------------
 # Redis stopped
 # ---------------------------------------------------------------------
+# the worker's error is one newer than the stop, and it logs the L1 flush
+# (done after it shows itself unsubscribed) once it has flushed
+my $t_stop = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+my $log_stop = log_offset($node);
 $redis->stop;
-ok( poll($node, q{
+ok( poll($node, qq{
 SELECT NOT subscribed AND NOT redis_connected
-	   AND last_error IS NOT NULL AND last_error_at IS NOT NULL
+	   AND last_error IS NOT NULL AND last_error_at >= '$t_stop'
 FROM twocache_status()}),
 	'stopped: the worker reports the lost connection');
 note 'last_error: ' . status($node, 'last_error');
+ok(wait_log($node, qr/twocache worker unsubscribed; flushed \d+ local cache entries/, $log_stop),
+	'stopped: the worker logs the L1 flush of the lost subscription');
 my $e0 = $node->safe_psql('postgres', 'SELECT redis_errors FROM twocache_stats');
 is(in_l1($node, 'warm'), 'f', 'stopped: the worker flushed L1 when it lost the subscription');
 is(bg_value($bg, q{SELECT coalesce(twocache_get('warm'), '<null>')}), '<null>',
@@ -214,9 +220,12 @@ is(in_l1($node, 'bgkey'), 'f', 'restarted: L1 was flushed (bgkey)');
 # ---------------------------------------------------------------------
 is($node->safe_psql('postgres', q{SELECT twocache_set('pz', 'p1')}), 't', 'set pz');
 is(bg_value($bg, q{SELECT twocache_get('pz')}), 'p1', 'the long-lived session reads pz');
+my $log_pause = log_offset($node);
 $redis->pause;
 ok(poll($node, q{SELECT NOT subscribed FROM twocache_status()}),
 	'hung: the worker notices (PING timeout)');
+ok(wait_log($node, qr/twocache worker unsubscribed; flushed \d+ local cache entries/, $log_pause),
+	'hung: the worker logs the L1 flush');
 is(in_l1($node, 'pz'), 'f', 'hung: and flushed L1');
 write_warns($node, q{SELECT twocache_set('pz', 'p1')}, 'true', 'hung: set pz again');
 
@@ -405,6 +414,7 @@ ok(poll($node, 'SELECT subscribed AND redis_connected FROM twocache_status()'),
 	is($redis->cli('EXISTS', 'db:postgres:bg-hup'), '0', 'reload: not to the old one');
 
 	# a new channel: the worker resubscribes on it
+	$lf = status($node, 'local_flushes');
 	$node->safe_psql('postgres', q{ALTER SYSTEM SET twocache.channel = 'tc:alt'});
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 	$deadline = time + 30;
@@ -413,7 +423,8 @@ ok(poll($node, 'SELECT subscribed AND redis_connected FROM twocache_status()'),
 	$deadline = time + 30;
 	usleep(100_000) while $numsub->($redis_b) != 1 && time < $deadline;
 	is($numsub->($redis_b), 1, 'reload: and left the old one (peer_b stays)');
-	ok(poll($node, 'SELECT subscribed FROM twocache_status()'), 'reload: subscribed');
+	ok(poll($node, "SELECT subscribed AND local_flushes > $lf FROM twocache_status()"),
+		'reload: subscribed');
 
 	$peer_b->stop;
 	$redis_b->stop;

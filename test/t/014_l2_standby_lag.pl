@@ -181,11 +181,16 @@ COMMIT;
 	$standby->safe_psql('postgres', q{SELECT twocache_local_set('row:9', 'nine')});
 	my $d0 = counter($standby, 'invalidations_deferred');
 	my $q0 = status($standby, 'deferred_invalidations');
+	my $r0 = counter($standby, 'invalidations_received');
 	# the other cluster's LSN is ahead of the paused standby's
 	$other->safe_psql('postgres',
 		q{CREATE TABLE filler AS SELECT g FROM generate_series(1, 20000) g});
 	$other->safe_psql('postgres', q{SELECT twocache_del('row:9')});
 	ok(poll($standby, not_in_l1_sql('row:9')), "standby: the other cluster's del dropped row:9");
+	# the worker counts a message received last, after it has deferred it or
+	# not: wait for that before reading the deferral counters
+	ok(poll($standby, "SELECT invalidations_received > $r0 FROM twocache_stats"),
+		"standby: received the other cluster's del");
 	is(counter($standby, 'invalidations_deferred'), $d0,
 		"standby: the other cluster's message was not deferred");
 	is(status($standby, 'deferred_invalidations'), $q0, 'standby: nothing more queued');

@@ -38,10 +38,21 @@ my $set_pttl = $redis->command('PTTL', 'tag:db:postgres:report_src');
 cmp_ok($set_pttl, '>=', $key_pttl - 1000, "the set lives at least as long as the key ($set_pttl >= $key_pttl)");
 cmp_ok($set_pttl, '<=', 600_000, 'and expires');
 
+# Wait until $node has received $n more messages than $r0: each set sends
+# one, and the counts below must not take a late one for the next.
+sub received
+{
+	my ($node, $r0, $n, $what) = @_;
+	ok(poll($node, 'SELECT invalidations_received >= ' . ($r0 + $n) . ' FROM twocache_stats'),
+		$node->name . ": received $what");
+}
+
 # a key without expiry makes its tag's set persistent
+my $r2 = counter($node2, 'invalidations_received');
 is( $node1->safe_psql('postgres',
 		q{SELECT twocache_set('r:forever', 'f', '0', NULL, ARRAY['report_src'])}),
 	't', 'node1: set r:forever without expiry, tagged');
+received($node2, $r2, 1, "node1's set of r:forever");
 is($redis->command('PTTL', 'tag:db:postgres:report_src'), -1, 'the set no longer expires');
 
 # node2 reads r:1 from Redis: its L1 copy carries the tags
@@ -49,8 +60,11 @@ my $h0 = counter($node2, 'l2_hits');
 is($node2->safe_psql('postgres', q{SELECT twocache_get('r:1')}), 'one', 'node2: reads r:1');
 is(counter($node2, 'l2_hits'), $h0 + 1, 'node2: from Redis');
 is(in_l1($node2, 'r:1'), 't', 'node2: r:1 in its L1');
+my $r1 = counter($node1, 'invalidations_received');
 is( $node2->safe_psql('postgres', q{SELECT twocache_set('r:2', 'two', '10 min', NULL, ARRAY['report_src'])}),
 	't', 'node2: sets r:2 tagged');
+# before node1 reads r:2, so that the message cannot drop node1's copy
+received($node1, $r1, 1, "node2's set of r:2");
 is($node2->safe_psql('postgres', q{SELECT twocache_get('untagged', 'SELECT ''u''')}), 'u',
 	'node2: caches an untagged key');
 is($node1->safe_psql('postgres', q{SELECT twocache_get('r:2')}), 'two', 'node1: reads r:2');
@@ -74,6 +88,7 @@ is(in_l1($node2, 'r:forever'), 'f', 'node2: r:forever was never in its L1');
 is($redis->command('EXISTS', 'db:postgres:untagged'), 1, 'Redis: the untagged key stays');
 
 # another database's tag of the same name is another tag
+$r2 = counter($node2, 'invalidations_received');
 $node1->safe_psql('postgres', 'CREATE DATABASE other');
 $node1->safe_psql('other', 'CREATE EXTENSION twocache');
 $node1->safe_psql('other', q{SELECT twocache_set('r:1', 'other db', NULL, NULL, ARRAY['report_src'])});
@@ -86,6 +101,10 @@ is($redis->command('SCARD', 'tag:db:other:report_src'), 1, "Redis: other's set s
 
 # inside a transaction block the invalidation goes out again after commit
 $node1->safe_psql('postgres', q{SELECT twocache_set('r:3', 'three', NULL, NULL, ARRAY['t3'])});
+# the set and the invalidation in database postgres, and this set (node2 has
+# no database other: those of other are not counted), before r:3 is read
+# and the next count begins
+received($node2, $r2, 3, "node1's messages since");
 is($node2->safe_psql('postgres', q{SELECT twocache_get('r:3')}), 'three', 'node2: reads r:3');
 $r0 = counter($node2, 'invalidations_received');
 $node1->safe_psql(

@@ -46,22 +46,47 @@ is($standby->safe_psql('postgres', $report), '15', 'standby: report:7 from Redis
 is($other->safe_psql('postgres', $report), '15', 'other: report:7 from Redis');
 is(in_l1($_, 'report:7'), 't', $_->name . ': report:7 in L1') foreach ($primary, $standby, $other);
 
-# a rollback drops nothing
-$primary->safe_psql('postgres', q{BEGIN; UPDATE orders SET amount = 0; ROLLBACK;});
+# How many messages the primary sends while running $sql.
+sub primary_sends
+{
+	my ($sql) = @_;
+	my $s0 = counter($primary, 'invalidations_sent');
+	$primary->safe_psql('postgres', $sql);
+	return counter($primary, 'invalidations_sent') - $s0;
+}
+
+# Wait until $node has received $n more messages than $r0.
+sub received
+{
+	my ($node, $r0, $n) = @_;
+	return poll($node, 'SELECT invalidations_received >= ' . ($r0 + $n) . ' FROM twocache_stats');
+}
+
+# a rollback drops nothing: not at once, nor by a message that comes later
+# (a set after the rollback, whose message comes after any of the
+# rollback's, is waited for)
+{
+	my %r0 = map { $_->name => counter($_, 'invalidations_received') } ($standby, $other);
+	my $n = primary_sends(q{BEGIN; UPDATE orders SET amount = 0; ROLLBACK;});
+	$n += primary_sends(q{SELECT twocache_set('after-rollback', 'm')});
+	ok(received($_, $r0{ $_->name }, $n), $_->name . ': received the messages sent since')
+	  foreach ($standby, $other);
+}
 is(in_l1($_, 'report:7'), 't', $_->name . ': report:7 kept after a rollback')
   foreach ($primary, $standby, $other);
 is($redis->command('EXISTS', 'db:postgres:report:7'), 1, 'Redis: report:7 kept after a rollback');
 
 # a committed update on the primary drops it everywhere
 my %r0 = map { $_->name => counter($_, 'invalidations_received') } ($standby, $other);
-$primary->safe_psql('postgres', q{UPDATE orders SET amount = 100 WHERE id = 3});
+my $n_sent = primary_sends(q{UPDATE orders SET amount = 100 WHERE id = 3});
 is(in_l1($primary, 'report:7'), 'f', 'primary: report:7 dropped at commit');
 is($redis->command('EXISTS', 'db:postgres:report:7'), 0, 'Redis: report:7 deleted');
 foreach my $node ($standby, $other)
 {
 	ok(poll($node, not_in_l1_sql('report:7')), $node->name . ': report:7 dropped');
-	cmp_ok(counter($node, 'invalidations_received'), '>', $r0{ $node->name },
-		$node->name . ': by the message');
+	# a worker counts a message after it has applied it: wait for the count
+	# (of every message of the commit, so that none is left for below)
+	ok(received($node, $r0{ $node->name }, $n_sent), $node->name . ': by the message');
 }
 $primary->wait_for_catchup($standby);
 is($primary->safe_psql('postgres', $report), '110', 'primary: report:7 = 110');
@@ -71,9 +96,8 @@ is($standby->safe_psql('postgres', $report), '110', 'standby: report:7 = 110');
 $standby->safe_psql('postgres', 'SELECT pg_wal_replay_pause()');
 ok(poll($standby, q{SELECT pg_get_wal_replay_pause_state() = 'paused'}), 'standby: replay paused');
 my $rs = counter($standby, 'invalidations_received');
-$primary->safe_psql('postgres', q{UPDATE customers SET region = 8 WHERE id = 1});
-ok(poll($standby, "SELECT invalidations_received > $rs FROM twocache_stats"),
-	'standby: got the invalidation before the WAL');
+$n_sent = primary_sends(q{UPDATE customers SET region = 8 WHERE id = 1});
+ok(received($standby, $rs, $n_sent), 'standby: got the invalidation before the WAL');
 ok(poll($standby, not_in_l1_sql('report:7')), 'standby: report:7 dropped');
 is($standby->safe_psql('postgres', $report), '110', "standby: computes its snapshot's report");
 is(in_l1($standby, 'report:7'), 'f', 'standby: but does not cache it');

@@ -53,6 +53,8 @@ my $TAIL_FRACTION = 0.1;
 # hung for longer than this, so a call that waited for it would show.
 my $LATE_MS = 1500;
 my $PAUSE_SECS = 3;
+# pgbench clients
+my $CLIENTS = 4;
 # how long a terminated or released session may take to finish
 my $PROMPT = 30;
 
@@ -110,7 +112,7 @@ sub pgbench_cmd
 	my ($secs) = @_;
 	return [
 		$node->installed_command('pgbench'),
-		'-n', '-c', '4', '-j', '2', '-T', $secs, '-P', '1', '-L', $LATE_MS,
+		'-n', '-c', $CLIENTS, '-j', '2', '-T', $secs, '-P', '1', '-L', $LATE_MS,
 		'-h', $node->host, '-p', $node->port,
 		'-f', "$dir/read.sql\@20",
 		'-f', "$dir/del.sql\@2",
@@ -129,10 +131,26 @@ sub pgbench_start
 	$runs++;
 	my $b = { out => '', err => '', secs => $secs, t0 => time,
 		file => "$dir/pgbench$runs" };
+	# its sessions' application_name, for wait_load
+	local $ENV{PGAPPNAME} = 'tc_pgbench';
 	$b->{h} = IPC::Run::start(pgbench_cmd($secs),
 		'<', '/dev/null', '>', "$b->{file}.out", '2>', "$b->{file}.err",
 		IPC::Run::timeout($secs + 60));
 	return $b;
+}
+
+# Wait until every client of the pgbench run $b is connected, and until it
+# has run for at least $secs seconds (the load before a fault).
+sub wait_load
+{
+	my ($b, $secs, $label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	ok( poll($node,
+			"SELECT count(*) >= $CLIENTS FROM pg_stat_activity WHERE application_name = 'tc_pgbench'"),
+		"$label: pgbench's clients are connected");
+	my $left = $b->{t0} + $secs - time;
+	sleep $left if $left > 0;
+	return;
 }
 
 # Wait for pgbench to end; parse its report into the hash.
@@ -377,7 +395,7 @@ my $off = -s $node->logfile;
 	my $label = 'redis killed';
 	my ($rc0, $lf0) = split /\|/, status('reconnects, local_flushes');
 	my $b = pgbench_start($LOAD_SECS);
-	sleep 1;
+	wait_load($b, 1, $label);
 	my $pid = $redis->pid;
 	kill 'KILL', $pid;
 	my $deadline = time + 10;
@@ -405,8 +423,9 @@ my $off = -s $node->logfile;
 # ---------------------------------------------------------------------
 {
 	my $label = 'redis paused';
+	my $rc0 = status('reconnects');
 	my $b = pgbench_start($LOAD_SECS);
-	sleep 1;
+	wait_load($b, 1, $label);
 	$redis->pause;
 	sleep $PAUSE_SECS;
 	$redis->resume;
@@ -415,6 +434,10 @@ my $off = -s $node->logfile;
 	pgbench_clean($b, $label);
 	tail_recovered($b, $fault_end, $label);
 	none_late($b, $label);
+	# the worker lost the subscription to the hung Redis (its PING times
+	# out): wait for the new one, not the state from before the pause
+	ok(poll($node, "SELECT subscribed AND reconnects > $rc0 FROM twocache_status()"),
+		"$label: the worker reconnected and resubscribed");
 	my $to = -s $node->logfile;
 	log_clean($label, $off, $to);
 	same_postmaster($label);
@@ -429,7 +452,7 @@ my $off = -s $node->logfile;
 	my $label = 'worker terminated';
 	my ($pid, $lf0) = split /\|/, status('worker_pid, local_flushes');
 	my $b = pgbench_start($LOAD_SECS);
-	sleep 1;
+	wait_load($b, 1, $label);
 	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)"),
 		't', "$label: pg_terminate_backend(worker_pid)");
 	ok( poll($node,
@@ -462,7 +485,7 @@ FROM pg_stat_activity WHERE backend_type = 'twocache worker'}),
 {
 	my $label = 'fillers cancelled/terminated';
 	my $b = pgbench_start($LOAD_SECS + 1);
-	sleep 1;
+	wait_load($b, 1, $label);
 
 	# cancelled: the key is deleted first, in the same statement (a pgbench
 	# client could refill it between two), so that this session fills it
@@ -505,9 +528,15 @@ WHERE pid <> pg_backend_pid() AND query LIKE '%row:$id%pg_sleep(30)%'
 			wait_psql($s, time + $PROMPT);
 			next;
 		}
-		usleep(300_000);    # let readers of the key queue up behind it
-		my $waiters = $node->safe_psql('postgres',
-			q{SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Extension' AND wait_event = 'Extension'});
+		# let readers of the key queue up behind it: a pgbench client reads
+		# it now and then (nothing is asserted on it, so bounded at 2 s)
+		my $waiting = q{SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Extension' AND wait_event = 'Extension'};
+		my $waiters = 0;
+		my $until = time + 2;
+		while (($waiters = $node->safe_psql('postgres', $waiting)) == 0 && time < $until)
+		{
+			usleep(20_000);
+		}
 		my $t0 = time;
 		is( $node->safe_psql(
 				'postgres', qq{
@@ -547,7 +576,7 @@ WHERE pid <> pg_backend_pid() AND query LIKE '%row:$id%pg_sleep(30)%'}),
 	my $control = $node->background_psql('postgres');
 	$control->query_safe('SELECT pg_advisory_lock(4242)');
 	my $b = pgbench_start($LOAD_SECS + 1);
-	sleep 1;
+	wait_load($b, 1, $label);
 
 	my $filler = start_psql('tc_filler',
 		q{SELECT twocache_get('wait:1', 'SELECT v FROM src, pg_advisory_xact_lock_shared(4242) WHERE id = 1')});
@@ -625,7 +654,7 @@ WHERE application_name LIKE 'tc_waiter%'}),
 {
 	my $label = 'immediate restart';
 	my $b = pgbench_start(5);
-	sleep 1.5;
+	wait_load($b, 1.5, $label);
 	my $stop_at = -s $node->logfile;
 	log_clean("$label, before the stop", $off, $stop_at);
 	$node->stop('immediate');

@@ -56,9 +56,12 @@
 # Hard assertions:
 # - at every checkpoint (every CHECK_EVERY seconds and at the end): with the
 #   writers paused (readers go on reading) and their failed deletes re-sent,
-#   Redis up and every worker subscribed, the standby's replay caught up
-#   with the primary's current WAL position and a settle delay of SETTLE
-#   seconds: every server's twocache_get of every key equals the table on
+#   Redis up and every worker subscribed again after the last restart, the
+#   standby's replay caught up with the primary's current WAL position, its
+#   deferred invalidations applied, and every message published before
+#   applied by every worker (a marker message published after them has
+#   dropped its key from every L1): every server's twocache_get of every key
+#   equals the table on
 #   that server, every value in Redis ('v' + value; 'n' would be a
 #   placeholder) equals the table, and the three tables are equal;
 # - during the run: no BAD value, no ERROR other than a standby's recovery
@@ -138,7 +141,6 @@ my $CHECK_EVERY = $long ? 10 : 6;    # seconds of workload between checkpoints
 my $RESTART_PROB = $long ? 0.8 : 1;  # chance of a Redis restart in an interval
 my $RESTART_SPAN = 0.4;              # ... in the first 40% of the interval
 my $OUTAGE_MAX = 1.0;                # longest Redis outage, s
-my $SETTLE = 1.0;                    # checkpoint settle delay, s
 my $NKEYS = 200;
 my $HOT = 20;
 my $READERS = 2;                     # reader sessions per server
@@ -560,19 +562,36 @@ sub differences
 	return scalar(@d) . ' differ: ' . join(', ', @d[ 0 .. ($#d < 19 ? $#d : 19) ]);
 }
 
+# A message in the documented format (README "Message format") from no
+# server, which no server skips as its own or defers: a delete of $key.
+sub marker_message
+{
+	my ($key) = @_;
+	my ($id, $db) = ('checkpoint', 'postgres');
+	return 'TC' . chr(1) . 'd' . chr(0)
+	  . pack('Q>', 0) . pack('Q>', 0)
+	  . chr(length $id) . $id
+	  . chr(length $db) . $db
+	  . pack('n', length $key) . $key;
+}
+
+# $rc0: each server's reconnects before the interval's Redis restart (undef
+# without one).
 sub checkpoint
 {
-	my ($label) = @_;
+	my ($label, $rc0) = @_;
 	my $t0 = time;
 	my $ok = 1;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	$checkpoints++;
 
 	# Redis up (the parent restarts it only between checkpoints) and every
-	# worker subscribed again after the last restart.
+	# worker subscribed again after the last restart: a restart closes the
+	# workers' connections, so each resubscribes and counts a reconnect.
 	foreach my $name (@SERVERS)
 	{
-		$ok &= ok(poll($node{$name}, 'SELECT subscribed FROM twocache_status()'),
+		my $again = $rc0 ? " AND reconnects > $rc0->{$name}" : '';
+		$ok &= ok(poll($node{$name}, "SELECT subscribed$again FROM twocache_status()"),
 			"$label: $name subscribed");
 	}
 
@@ -585,7 +604,20 @@ sub checkpoint
 	my $lsn = $primary->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 	$ok &= ok(poll($standby, "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn"),
 		"$label: the standby replayed up to $lsn");
-	usleep($SETTLE * 1e6);
+	# the standby applies (and sends again) the invalidations it deferred
+	$ok &= ok(poll($standby, 'SELECT deferred_invalidations = 0 FROM twocache_status()'),
+		"$label: the standby applied its deferred invalidations");
+	# Redis delivers messages in the order it got them, and a worker applies
+	# them in order: once a marker published now has dropped its key from
+	# a server's L1, that server has applied every message sent before
+	my $marker = "checkpoint:$checkpoints";
+	$node{$_}->safe_psql('postgres', "SELECT twocache_local_set('$marker', 'm')") foreach @SERVERS;
+	$redis->command('PUBLISH', 'twocache:invalidate', marker_message($marker));
+	foreach my $name (@SERVERS)
+	{
+		$ok &= ok(poll($node{$name}, not_in_l1_sql($marker)),
+			"$label: $name applied every message sent before the checkpoint");
+	}
 
 	my $tp = table($primary);
 	$ok &= is(differences(table($standby), $tp), '', "$label: the standby's table equals the primary's");
@@ -653,9 +685,15 @@ my $checkpoint_seconds = 0;
 for my $i (1 .. $intervals)
 {
 	my $t_interval = time;
+	my $rc0;
 	if ($i < $intervals && rand() < $RESTART_PROB)
 	{
 		usleep(int(1e6 * rand($RESTART_SPAN * $CHECK_EVERY)));
+		$rc0 = {
+			map {
+				$_ => $node{$_}->safe_psql('postgres', 'SELECT reconnects FROM twocache_status()')
+			} @SERVERS
+		};
 		my $t_stop = time;
 		$redis->stop;
 		usleep(int(1e6 * (0.05 + rand($OUTAGE_MAX - 0.05))));
@@ -665,9 +703,11 @@ for my $i (1 .. $intervals)
 	my $left = $t_interval + $CHECK_EVERY - time;
 	usleep(int(1e6 * $left)) if $left > 0;
 	my $t_check = time;
-	checkpoint($i == $intervals
+	checkpoint(
+		$i == $intervals
 		? 'final checkpoint'
-		: sprintf('checkpoint %d at %.0f s', $i, $t_check - $t_start));
+		: sprintf('checkpoint %d at %.0f s', $i, $t_check - $t_start),
+		$rc0);
 	$checkpoint_seconds += time - $t_check;
 }
 my $run_seconds = time - $t_start;

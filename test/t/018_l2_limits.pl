@@ -37,7 +37,11 @@ $node1->safe_psql('postgres',
 $pttl = $redis->command('PTTL', 'cluster:m:absent');
 ok($pttl > 3_500_000 && $pttl <= 3_600_000, "a placeholder is capped in Redis ($pttl ms)");
 # a copy from Redis without expiry is capped in L1 on the capped server
+# (wait for node2's message first: arriving late it would drop node1's copy)
+my $recv0 = counter($node1, 'invalidations_received');
 $node2->safe_psql('postgres', q{SELECT twocache_set('m:node2', 'v', '0')});
+ok(poll($node1, "SELECT invalidations_received > $recv0 FROM twocache_stats"),
+	"node1 received node2's message");
 is($redis->command('PTTL', 'cluster:m:node2'), -1, 'node2 has no cap');
 is($node1->safe_psql('postgres', q{SELECT twocache_get('m:node2')}), 'v', 'node1 reads it from Redis');
 ok( $node1->safe_psql('postgres',

@@ -43,6 +43,10 @@ check_decode(const uint8_t *data, size_t size)
 	FUZZ_CHECK(memchr(msg.dbname, '\0', sizeof(msg.dbname)) != NULL);
 	/* database scope names a database, cluster scope none */
 	FUZZ_CHECK(msg.cluster_scope == (msg.dbname[0] == '\0'));
+	/* role scope names a role too, and is never cluster scope */
+	FUZZ_CHECK(memchr(msg.rolename, '\0', sizeof(msg.rolename)) != NULL);
+	FUZZ_CHECK(msg.role_scope == (msg.rolename[0] != '\0'));
+	FUZZ_CHECK(!(msg.role_scope && msg.cluster_scope));
 
 	/* canonical: re-encoding into a buffer of exactly size bytes */
 	buf = malloc(size);
@@ -72,10 +76,11 @@ take_string(const uint8_t **data, size_t *size, char *dst, size_t n, size_t max)
 }
 
 /*
- * Read the input as message fields (a flag byte, lsn, sysid, two lengths,
- * then instance id, database name and key bytes) and check that encode then
- * decode returns them unchanged.  Builds only what callers may pass: a
- * non-empty key, and a database name exactly when in database scope.
+ * Read the input as message fields (a flag byte, lsn, sysid, three lengths,
+ * then instance id, database name, role name and key bytes) and check that
+ * encode then decode returns them unchanged.  Builds only what callers may
+ * pass: a non-empty key, a database name exactly when not in cluster scope,
+ * and a role name exactly in role scope.
  */
 static void
 check_encode(const uint8_t *data, size_t size)
@@ -86,26 +91,32 @@ check_encode(const uint8_t *data, size_t size)
 	char	   *exact;
 	size_t		idlen;
 	size_t		dblen;
+	size_t		rolelen;
 	size_t		need;
 	int			n;
 	int			i;
 
-	if (size < 1 + 8 + 8 + 2)
+	if (size < 1 + 8 + 8 + 3)
 		return;
 	memset(&in, 0, sizeof(in));
 	in.op = (data[0] & 1) ? TC_MSG_SET : (data[0] & 4) ? TC_MSG_TAG : TC_MSG_DEL;
 	in.cluster_scope = (data[0] & 2) != 0;
+	in.role_scope = !in.cluster_scope && (data[0] & 8) != 0;
 	for (i = 0; i < 8; i++)
 		in.lsn = (in.lsn << 8) | data[1 + i];
 	for (i = 0; i < 8; i++)
 		in.sysid = (in.sysid << 8) | data[9 + i];
 	idlen = data[17];
 	dblen = in.cluster_scope ? 0 : data[18];
-	data += 19;
-	size -= 19;
+	rolelen = in.role_scope ? data[19] : 0;
+	data += 20;
+	size -= 20;
 	take_string(&data, &size, in.instance_id, idlen, TWOCACHE_MAX_INSTANCE_ID);
 	take_string(&data, &size, in.dbname, dblen, NAMEDATALEN - 1);
+	take_string(&data, &size, in.rolename, rolelen, NAMEDATALEN - 1);
 	if (!in.cluster_scope && in.dbname[0] == '\0')
+		return;
+	if (in.role_scope && in.rolename[0] == '\0')
 		return;
 	in.keylen = (uint32) Min(size, TWOCACHE_MAX_KEY_LEN);
 	if (in.keylen == 0)
@@ -113,7 +124,8 @@ check_encode(const uint8_t *data, size_t size)
 	memcpy(in.key, data, in.keylen);
 
 	need = 2 + 1 + 1 + 1 + 8 + 8 + 1 + strlen(in.instance_id) +
-		1 + strlen(in.dbname) + 2 + in.keylen;
+		1 + strlen(in.dbname) + (in.role_scope ? 1 + strlen(in.rolename) : 0) +
+		2 + in.keylen;
 	n = TwoCacheMessageEncode(&in, buf, sizeof(buf));
 	FUZZ_CHECK(n == (int) need);
 
@@ -134,6 +146,8 @@ check_encode(const uint8_t *data, size_t size)
 	FUZZ_CHECK(out.sysid == in.sysid);
 	FUZZ_CHECK(strcmp(out.instance_id, in.instance_id) == 0);
 	FUZZ_CHECK(strcmp(out.dbname, in.dbname) == 0);
+	FUZZ_CHECK(out.role_scope == in.role_scope);
+	FUZZ_CHECK(strcmp(out.rolename, in.rolename) == 0);
 	FUZZ_CHECK(out.keylen == in.keylen);
 	FUZZ_CHECK(memcmp(out.key, in.key, in.keylen) == 0);
 

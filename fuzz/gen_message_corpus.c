@@ -7,7 +7,7 @@
  *
  * The seeds are encoded by src/message.c itself, so they follow the current
  * message format whatever it becomes: fuzz/run.sh regenerates them on every
- * run.  Valid messages cover both scopes and ops, binary keys and every
+ * run.  Valid messages cover the three scopes and every op, binary keys and every
  * limit; the "bad-" seeds are valid encodings with one thing broken (a
  * length, the version, a trailing byte), near misses the decoder must
  * reject.  Each valid seed is checked to decode back before it is written.
@@ -61,6 +61,14 @@ init_msg(TcMessage *m, TcMessageOp op, const char *instance_id,
 		snprintf(m->dbname, sizeof(m->dbname), "%s", dbname);
 }
 
+/* Make m, of database scope, a message of role scope. */
+static void
+set_role(TcMessage *m, const char *rolename)
+{
+	m->role_scope = true;
+	snprintf(m->rolename, sizeof(m->rolename), "%s", rolename);
+}
+
 static void
 set_key(TcMessage *m, const char *key, uint32 len)
 {
@@ -82,6 +90,8 @@ encode(const TcMessage *m, char *buf, const char *name)
 		back.lsn != m->lsn || back.sysid != m->sysid ||
 		strcmp(back.instance_id, m->instance_id) != 0 ||
 		strcmp(back.dbname, m->dbname) != 0 ||
+		back.role_scope != m->role_scope ||
+		strcmp(back.rolename, m->rolename) != 0 ||
 		back.keylen != m->keylen || memcmp(back.key, m->key, m->keylen) != 0)
 		die("does not decode back", name);
 	return len;
@@ -106,6 +116,7 @@ typedef struct Layout
 {
 	int			id;				/* the instance id length byte */
 	int			db;				/* the database name length byte */
+	int			role;			/* the role name length byte, or -1 */
 	int			key;			/* the first of the two key length bytes */
 } Layout;
 
@@ -117,7 +128,8 @@ layout(const char *buf)
 
 	l.id = 2 + 1 + 1 + 1 + 8 + 8;
 	l.db = l.id + 1 + p[l.id];
-	l.key = l.db + 1 + p[l.db];
+	l.role = (p[4] & 0x02) ? l.db + 1 + p[l.db] : -1;
+	l.key = l.role >= 0 ? l.role + 1 + p[l.role] : l.db + 1 + p[l.db];
 	return l;
 }
 
@@ -162,6 +174,16 @@ main(int argc, char **argv)
 	set_key(&m, "config", 6);
 	seed(&m, "set-cluster");
 
+	init_msg(&m, TC_MSG_DEL, "primary", "app", UINT64CONST(0x16B3748), UINT64CONST(7301828452437217042));
+	set_role(&m, "alice");
+	set_key(&m, "report:42", 9);
+	seed(&m, "del-role");
+
+	init_msg(&m, TC_MSG_TAG, "primary", "app", 0, UINT64CONST(7301828452437217042));
+	set_role(&m, "billing:r%w");
+	set_key(&m, "public.orders", 13);
+	seed(&m, "tag-role");
+
 	for (i = 0; i < 256; i++)
 		key[i] = (char) i;
 	init_msg(&m, TC_MSG_SET, "bin", "postgres", 1, 2);
@@ -191,6 +213,8 @@ main(int argc, char **argv)
 	init_msg(&m, TC_MSG_SET, id, name, PG_UINT64_MAX, PG_UINT64_MAX);
 	set_key(&m, key, TWOCACHE_MAX_KEY_LEN);
 	seed(&m, "max-all");
+	set_role(&m, name);
+	seed(&m, "max-all-role");
 
 	init_msg(&m, TC_MSG_DEL, "", NULL, 0, 0);
 	set_key(&m, "x", 1);
@@ -219,7 +243,7 @@ main(int argc, char **argv)
 	bad[3] = 'x';
 	write_file("bad-op", bad, len);
 	memcpy(bad, buf, len);
-	bad[4] = 0x02;
+	bad[4] = 0x04;
 	write_file("bad-flags", bad, len);
 	memcpy(bad, buf, len);
 	bad[0] = 't';
@@ -256,6 +280,25 @@ main(int argc, char **argv)
 	len = encode(&m, buf, "empty dbname base");
 	buf[4] = 0;
 	write_file("bad-database-scope-empty-dbname", buf, len);
+
+	/* role scope: with cluster scope, without a name, with a NUL in it */
+	init_msg(&m, TC_MSG_DEL, "k", "d", 0, 0);
+	set_role(&m, "r");
+	set_key(&m, "x", 1);
+	len = encode(&m, buf, "role base");
+	l = layout(buf);
+	memcpy(bad, buf, len);
+	bad[4] = 0x03;
+	write_file("bad-role-and-cluster", bad, len);
+	memcpy(bad, buf, len);
+	bad[l.role] = 0;			/* empty role name, the byte left over */
+	write_file("bad-role-empty-name", bad, len);
+	memcpy(bad, buf, len);
+	bad[l.role + 1] = '\0';
+	write_file("bad-role-name-nul", bad, len);
+	memcpy(bad, buf, len);
+	bad[4] = 0x00;				/* database scope with a role name */
+	write_file("bad-role-name-without-flag", bad, len);
 
 	fprintf(stdout, "gen_message_corpus: %d seeds in %s\n", nwritten, outdir);
 	return 0;

@@ -160,7 +160,8 @@ ArcKeyMatch(const void *key1, const void *key2,
 	const ArcKey *a = key1;
 	const ArcKey *b = key2;
 
-	if (a->hash != b->hash || a->dbid != b->dbid || a->len != b->len)
+	if (a->hash != b->hash || a->dbid != b->dbid || a->roleid != b->roleid ||
+		a->len != b->len)
 		return 1;
 	return memcmp(a->data, b->data, a->len);
 }

@@ -22,8 +22,9 @@
 /* Key identity: hashed once per call, compared byte for byte. */
 typedef struct ArcKey
 {
-	uint32		hash;			/* hash of dbid and bytes */
+	uint32		hash;			/* hash of dbid, roleid and bytes */
 	Oid			dbid;			/* InvalidOid when twocache.scope = cluster */
+	Oid			roleid;			/* InvalidOid unless twocache.scope = role */
 	uint32		len;
 	const char *data;			/* arena copy in the directory; caller's
 								 * bytes in a lookup key */

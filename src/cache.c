@@ -41,12 +41,14 @@
 
 /* Fill in a key's identity and hash (computed once per call). */
 void
-TwoCacheKeyInit(ArcKey *key, Oid dbid, const char *data, int len)
+TwoCacheKeyInit(ArcKey *key, Oid dbid, Oid roleid, const char *data, int len)
 {
 	key->dbid = dbid;
+	key->roleid = roleid;
 	key->len = len;
 	key->data = data;
-	key->hash = hash_combine(hash_bytes_uint32(dbid),
+	key->hash = hash_combine(hash_combine(hash_bytes_uint32(dbid),
+										  hash_bytes_uint32(roleid)),
 							 hash_bytes((const unsigned char *) data, len));
 }
 
@@ -787,26 +789,27 @@ TwoCacheSet(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 }
 
 /*
- * Drop every entry of database dbid carrying tag: from L1, and in two-layer
- * mode from L2 with a message to the other servers (who drop theirs).
+ * Drop every entry of database dbid (and of role roleid, if valid; else of
+ * every role) carrying tag: from L1, and in two-layer mode from L2 with a
+ * message to the other servers (who drop theirs).
  * Inside a transaction block, or in a transaction that has written, it is
  * applied again after commit, as a delete is.  Returns how many L1 entries
  * this server dropped.
  */
 uint64
-TwoCacheInvalidateTag(Oid dbid, const char *tag, int taglen)
+TwoCacheInvalidateTag(Oid dbid, Oid roleid, const char *tag, int taglen)
 {
-	uint64		dropped = TwoCacheInvalidateTagLocal(dbid, tag, taglen,
+	uint64		dropped = TwoCacheInvalidateTagLocal(dbid, roleid, tag, taglen,
 													 InvalidXLogRecPtr);
 	char		err[512];
 
 	if (TwoCacheRedisEnabled() &&
-		!L2InvalidateTag(dbid, tag, taglen, err, sizeof(err)))
+		!L2InvalidateTag(dbid, roleid, tag, taglen, err, sizeof(err)))
 		ereport(WARNING,
 				(errmsg("could not invalidate cache tag in Redis; it was invalidated in the local cache only"),
 				 errdetail("%s", err)));
 	if (IsTransactionBlock() || TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		L2RememberTagInvalidation(dbid, tag, taglen);
+		L2RememberTagInvalidation(dbid, roleid, tag, taglen);
 	return dropped;
 }
 

@@ -58,6 +58,7 @@ typedef struct FlightSlot
 	dlist_node	node;			/* on a partition's flights while claimed */
 	uint32		hash;
 	Oid			dbid;
+	Oid			roleid;
 	uint32		keylen;
 	int			owner;			/* pgprocno of the filler */
 	pg_atomic_uint64 seq;		/* bumped each time the slot is released */
@@ -152,6 +153,7 @@ static bool
 slot_matches(FlightSlot *slot, const ArcKey *key)
 {
 	return slot->hash == key->hash && slot->dbid == key->dbid &&
+		slot->roleid == key->roleid &&
 		slot->keylen == key->len && memcmp(slot->key, key->data, key->len) == 0;
 }
 
@@ -245,6 +247,7 @@ FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t)
 
 	slot->hash = key->hash;
 	slot->dbid = key->dbid;
+	slot->roleid = key->roleid;
 	slot->keylen = key->len;
 	memcpy(slot->key, key->data, key->len);
 	slot->owner = MyProc->pgprocno;

@@ -67,6 +67,16 @@ scope_dbid(void)
 	return twocache_scope == TWOCACHE_SCOPE_CLUSTER ? InvalidOid : MyDatabaseId;
 }
 
+/*
+ * The role a key belongs to: in role scope, current_user at call time (so a
+ * SECURITY DEFINER function uses its owner's entries); else none.
+ */
+static Oid
+scope_roleid(void)
+{
+	return twocache_scope == TWOCACHE_SCOPE_ROLE ? GetUserId() : InvalidOid;
+}
+
 /* Validate key bytes and build the lookup key (hashing them once). */
 static void
 make_key(ArcKey *key, const char *data, int len)
@@ -81,7 +91,7 @@ make_key(ArcKey *key, const char *data, int len)
 				 errmsg("cache key is too long"),
 				 errdetail("A key may be at most %d bytes; this one is %d.",
 						   TWOCACHE_MAX_KEY_LEN, len)));
-	TwoCacheKeyInit(key, scope_dbid(), data, len);
+	TwoCacheKeyInit(key, scope_dbid(), scope_roleid(), data, len);
 }
 
 /*
@@ -432,7 +442,8 @@ typedef struct EntryCopy
 /*
  * Copy the entries of the current scope from the given lists of every
  * partition, LRU end first.  With all_scopes (twocache_entries), members of
- * pg_read_all_stats also get the entries of other databases' scopes and the
+ * pg_read_all_stats also get the entries of other scopes (databases, and
+ * roles in role scope) and the
  * ghost keys (evicted, so possibly of keys the caller never saw), as
  * pg_stat_statements shows other users' query texts only to them; others
  * get neither.  Takes each partition's lock in shared mode.
@@ -442,6 +453,7 @@ copy_entries(bool all_scopes, bool live_only)
 {
 	List	   *result = NIL;
 	Oid			dbid = scope_dbid();
+	Oid			roleid = scope_roleid();
 	bool		ghosts;
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
@@ -466,7 +478,7 @@ copy_entries(bool all_scopes, bool live_only)
 				EntryCopy  *c;
 
 				pos++;
-				if (e->key.dbid != dbid && !all_scopes)
+				if ((e->key.dbid != dbid || e->key.roleid != roleid) && !all_scopes)
 					continue;
 				if (live_only && (!TwoCacheEntryIsLive(e, now) || e->negative))
 					continue;
@@ -673,14 +685,17 @@ twocache_invalidate_tag(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("cache tag is too long: %d bytes", len),
 				 errdetail("Tags are limited to %d bytes.", TWOCACHE_MAX_KEY_LEN)));
-	PG_RETURN_INT64((int64) TwoCacheInvalidateTag(scope_dbid(), VARDATA_ANY(t), len));
+	PG_RETURN_INT64((int64) TwoCacheInvalidateTag(scope_dbid(), scope_roleid(),
+												   VARDATA_ANY(t), len));
 }
 
 /*
  * twocache_invalidate_trigger(): an AFTER ... FOR EACH STATEMENT trigger
  * queuing, for after commit, the invalidation of the tags given as its
  * arguments (default: the table's schema-qualified name).  A rollback, or
- * that of the savepoint the statement ran in, sends nothing.
+ * that of the savepoint the statement ran in, sends nothing.  In role scope
+ * the tags are invalidated for every role: a table's rows changed, whoever
+ * cached what was derived from them.
  */
 Datum
 twocache_invalidate_trigger(PG_FUNCTION_ARGS)

@@ -6,13 +6,19 @@
  *
  * Redis keys:
  *	  database scope   <key_prefix>db:<database name>:<key>
+ *	  role scope       <key_prefix>role:<database name>:<role name>:<key>
  *	  cluster scope    <key_prefix>cluster:<key>
- * where '%' and ':' in the database name are written %25 and %3A, so the
- * layout is unambiguous whatever the names and keys.  Values carry a
+ * where '%' and ':' in database and role names are written %25 and %3A, so
+ * the layout is unambiguous whatever the names and keys.  Values carry a
  * one-byte type tag: 'v' followed by the value, or 'n' alone for a
  * not-found placeholder.
  *
- * Each tag has a set of the Redis keys carrying it.  A tag invalidation
+ * Each tag has a set of the Redis keys carrying it, per database (or in
+ * cluster scope): <key_prefix>tag:db:<database name>:<tag>, or
+ * <key_prefix>tag:cluster:<tag>.  Role scope uses its database's sets, so
+ * a table trigger empties a tag's set for every role; an invalidation for
+ * one role (twocache_invalidate_tag in role scope) deletes only the members
+ * that start with that role's key prefix.  A tag invalidation
  * (L2TagInvalidateBatched, the one loop the backend, the post-commit
  * re-apply and the worker share) empties it in bounded rounds, one short
  * script each, so that however large the set no script runs long and Redis
@@ -46,7 +52,9 @@
 #include "commands/dbcommands.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "l2.h"
 #include "message.h"
@@ -116,6 +124,8 @@ typedef struct PendingDelete
 	size_t		rkeylen;
 	char	   *msg;
 	int			msglen;
+	char	   *prefix;			/* a tag of one role: its members' prefix */
+	size_t		prefixlen;		/* 0: every member */
 	struct PendingDelete *next;
 } PendingDelete;
 
@@ -125,6 +135,11 @@ static void l2_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								SubTransactionId parentSubid, void *arg);
 static bool xact_callback_registered = false;
 static char *my_dbname = NULL;
+
+/* The name of the role of the last role-scope key, reset on ALTER ROLE */
+static Oid	my_roleid = InvalidOid;
+static char my_rolename[NAMEDATALEN];
+static bool role_callback_registered = false;
 
 /* ----------------------------------------------------------------
  * Keys, values, messages
@@ -143,61 +158,128 @@ current_dbname(void)
 	return my_dbname;
 }
 
+static void
+role_name_reset(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
+				uint32 hashvalue pg_attribute_unused())
+{
+	my_roleid = InvalidOid;
+}
+
 /*
- * The Redis key of key in its scope, for database dbname (palloc'd).  The
- * worker, connected to no database, passes the name from a message.
+ * The name of roleid, the role of a role-scope key; NULL for InvalidOid (a
+ * key of another scope).  Needs catalog access the first time for a role,
+ * and again after any change to pg_authid (a rename).
+ */
+static const char *
+key_rolename(Oid roleid)
+{
+	if (!OidIsValid(roleid))
+		return NULL;
+	if (roleid != my_roleid)
+	{
+		if (!role_callback_registered)
+		{
+			CacheRegisterSyscacheCallback(AUTHOID, role_name_reset, (Datum) 0);
+			role_callback_registered = true;
+		}
+		strlcpy(my_rolename, GetUserNameFromId(roleid, false), sizeof(my_rolename));
+		my_roleid = roleid;
+	}
+	return my_rolename;
+}
+
+static void
+append_name(StringInfo buf, const char *name)
+{
+	const char *p;
+
+	for (p = name; *p; p++)
+	{
+		if (*p == '%')
+			appendStringInfoString(buf, "%25");
+		else if (*p == ':')
+			appendStringInfoString(buf, "%3A");
+		else
+			appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, ':');
+}
+
+/*
+ * The Redis name of the bytes data in a scope: of database dbname (NULL in
+ * cluster scope) and, in role scope, of role rolename (NULL otherwise);
+ * palloc'd.  The worker, connected to no database, passes the names from a
+ * message.
  */
 static char *
-l2_name(const char *kind, const ArcKey *key, const char *dbname, size_t *len)
+l2_name(const char *kind, const char *dbname, const char *rolename,
+		const char *data, uint32 datalen, size_t *len)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, twocache_key_prefix);
 	appendStringInfoString(&buf, kind);
-	if (key->dbid == InvalidOid)
+	if (dbname == NULL)
 		appendStringInfoString(&buf, "cluster:");
+	else if (rolename != NULL)
+	{
+		appendStringInfoString(&buf, "role:");
+		append_name(&buf, dbname);
+		append_name(&buf, rolename);
+	}
 	else
 	{
-		const char *p;
-
 		appendStringInfoString(&buf, "db:");
-		for (p = dbname; *p; p++)
-		{
-			if (*p == '%')
-				appendStringInfoString(&buf, "%25");
-			else if (*p == ':')
-				appendStringInfoString(&buf, "%3A");
-			else
-				appendStringInfoChar(&buf, *p);
-		}
-		appendStringInfoChar(&buf, ':');
+		append_name(&buf, dbname);
 	}
-	appendBinaryStringInfo(&buf, key->data, key->len);
+	appendBinaryStringInfo(&buf, data, datalen);
 	*len = buf.len;
 	return buf.data;
 }
 
+/* The Redis key of key (dbname and rolename as for l2_name). */
 char *
-L2KeyName(const ArcKey *key, const char *dbname, size_t *len)
+L2KeyName(const ArcKey *key, const char *dbname, const char *rolename,
+		  size_t *len)
 {
-	return l2_name("", key, dbname, len);
+	return l2_name("", key->dbid == InvalidOid ? NULL : dbname, rolename,
+				   key->data, key->len, len);
 }
 
 /*
  * The Redis set of the keys carrying a tag (given as an ArcKey: dbid and
- * bytes): <prefix>tag:db:<database name>:<tag>, or <prefix>tag:cluster:<tag>.
+ * bytes; its role, if any, does not matter): <prefix>tag:db:<database
+ * name>:<tag>, or <prefix>tag:cluster:<tag>.
  */
 char *
 L2TagSetName(const ArcKey *tag, const char *dbname, size_t *len)
 {
-	return l2_name("tag:", tag, dbname, len);
+	return l2_name("tag:", tag->dbid == InvalidOid ? NULL : dbname, NULL,
+				   tag->data, tag->len, len);
+}
+
+/*
+ * The prefix of the Redis keys of role rolename in database dbname, which
+ * selects that role's members of a tag's set (palloc'd); "" when rolename
+ * is NULL (every member).
+ */
+char *
+L2RolePrefix(const char *dbname, const char *rolename, size_t *len)
+{
+	if (rolename == NULL)
+	{
+		*len = 0;
+		return pstrdup("");
+	}
+	return l2_name("", dbname, rolename, "", 0, len);
 }
 
 static char *
 l2_key(const ArcKey *key, size_t *len)
 {
-	return L2KeyName(key, key->dbid == InvalidOid ? "" : current_dbname(), len);
+	return L2KeyName(key, key->dbid == InvalidOid ? "" : current_dbname(),
+					 key_rolename(key->roleid), len);
 }
 
 /*
@@ -229,12 +311,13 @@ TwoCacheInvalidationLsn(void)
 }
 
 /*
- * The invalidation message for key in database dbname, holding from WAL
- * position lsn, from this server (palloc'd).
+ * The invalidation message for key in database dbname (and role rolename in
+ * role scope, else NULL), holding from WAL position lsn, from this server
+ * (palloc'd).
  */
 char *
-L2Message(const ArcKey *key, const char *dbname, TcMessageOp op,
-		  XLogRecPtr lsn, int *len)
+L2Message(const ArcKey *key, const char *dbname, const char *rolename,
+		  TcMessageOp op, XLogRecPtr lsn, int *len)
 {
 	TcMessage	msg;
 	char	   *buf = palloc(TC_MESSAGE_MAX);
@@ -247,6 +330,9 @@ L2Message(const ArcKey *key, const char *dbname, TcMessageOp op,
 	strlcpy(msg.instance_id, twocache_shared->instance_id, sizeof(msg.instance_id));
 	if (!msg.cluster_scope)
 		strlcpy(msg.dbname, dbname, sizeof(msg.dbname));
+	msg.role_scope = !msg.cluster_scope && rolename != NULL;
+	if (msg.role_scope)
+		strlcpy(msg.rolename, rolename, sizeof(msg.rolename));
 	msg.keylen = key->len;
 	memcpy(msg.key, key->data, key->len);
 	*len = TwoCacheMessageEncode(&msg, buf, TC_MESSAGE_MAX);
@@ -258,8 +344,8 @@ L2Message(const ArcKey *key, const char *dbname, TcMessageOp op,
 static char *
 l2_message(const ArcKey *key, TcMessageOp op, int *len)
 {
-	return L2Message(key, key->dbid == InvalidOid ? "" : current_dbname(), op,
-					 TwoCacheInvalidationLsn(), len);
+	return L2Message(key, key->dbid == InvalidOid ? "" : current_dbname(),
+					 key_rolename(key->roleid), op, TwoCacheInvalidationLsn(), len);
 }
 
 /*
@@ -405,6 +491,7 @@ tag_add_cmds(TcRedisCommand *cmds, const ArcKey *key, const char *rkey,
 		char	   *set;
 
 		tag.dbid = key->dbid;
+		tag.roleid = InvalidOid;	/* one set for every role */
 		tag.len = (p[0] << 8) | p[1];
 		tag.data = (const char *) p + 2;
 		p += 2 + tag.len;
@@ -782,27 +869,33 @@ L2TagInvalidateBatched(redisContext *conn, const char *set, size_t setlen,
 }
 
 /*
- * Invalidate a tag (given as an ArcKey: dbid and bytes) in L2 on the
- * backend's connection: delete every key of its set, in bounded rounds, and
- * publish it (L2TagInvalidateBatched).  Returns false with errbuf set if
+ * Invalidate a tag of database dbid (of role roleid only, if valid) in L2 on
+ * the backend's connection: delete the keys of its set, in bounded rounds,
+ * and publish it (L2TagInvalidateBatched).  Returns false with errbuf set if
  * Redis is unavailable or refused.
  */
 bool
-L2InvalidateTag(Oid dbid, const char *tag, int taglen, char *errbuf, size_t errlen)
+L2InvalidateTag(Oid dbid, Oid roleid, const char *tag, int taglen,
+				char *errbuf, size_t errlen)
 {
 	ArcKey		t;
 	size_t		slen;
 	char	   *set;
+	size_t		prefixlen;
+	char	   *prefix;
 	int			msglen;
 	char	   *msg;
 
 	t.dbid = dbid;
+	t.roleid = roleid;
 	t.data = tag;
 	t.len = taglen;
 	set = L2TagSetName(&t, dbid == InvalidOid ? "" : current_dbname(), &slen);
+	prefix = L2RolePrefix(current_dbname(), key_rolename(roleid), &prefixlen);
 	msg = l2_message(&t, TC_MSG_TAG, &msglen);
-	return L2TagInvalidateBatched(NULL, set, slen, "", 0, twocache_channel,
-								  msg, msglen, NULL, errbuf, errlen);
+	return L2TagInvalidateBatched(NULL, set, slen, prefix, prefixlen,
+								  twocache_channel, msg, msglen, NULL,
+								  errbuf, errlen);
 }
 
 /* ----------------------------------------------------------------
@@ -841,7 +934,8 @@ apply_pending(void)
 	{
 		if (d->is_tag)
 		{
-			(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.data, d->key.len,
+			(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.roleid,
+											  d->key.data, d->key.len,
 											  InvalidXLogRecPtr);
 			ntags++;
 		}
@@ -894,7 +988,8 @@ apply_pending(void)
 
 		if (!d->is_tag)
 			continue;
-		if (!L2TagInvalidateBatched(NULL, d->rkey, d->rkeylen, "", 0,
+		if (!L2TagInvalidateBatched(NULL, d->rkey, d->rkeylen,
+									d->prefix, d->prefixlen,
 									twocache_channel, d->msg, d->msglen, NULL,
 									tagerr, sizeof(tagerr)))
 		{
@@ -978,11 +1073,16 @@ remember(const ArcKey *key, bool is_tag, bool queued)
 	size_t		rklen;
 	char	   *rkey;
 	int			msglen;
+	size_t		prefixlen = 0;
+	char	   *prefix = NULL;
 	char	   *msg = l2_message(key, is_tag ? TC_MSG_TAG : TC_MSG_DEL, &msglen);
 	char	   *p;
 
 	if (is_tag)
+	{
 		rkey = L2TagSetName(key, key->dbid == InvalidOid ? "" : current_dbname(), &rklen);
+		prefix = L2RolePrefix(current_dbname(), key_rolename(key->roleid), &prefixlen);
+	}
 	else
 		rkey = l2_key(key, &rklen);
 
@@ -994,7 +1094,8 @@ remember(const ArcKey *key, bool is_tag, bool queued)
 	}
 
 	d = MemoryContextAlloc(TopMemoryContext,
-						   sizeof(PendingDelete) + key->len + rklen + msglen);
+						   sizeof(PendingDelete) + key->len + rklen + msglen +
+						   prefixlen);
 	p = (char *) (d + 1);
 	memcpy(p, key->data, key->len);
 	d->key = *key;
@@ -1007,6 +1108,11 @@ remember(const ArcKey *key, bool is_tag, bool queued)
 	memcpy(p, msg, msglen);
 	d->msg = p;
 	d->msglen = msglen;
+	p += msglen;
+	if (prefixlen > 0)
+		memcpy(p, prefix, prefixlen);
+	d->prefix = p;
+	d->prefixlen = prefixlen;
 	d->is_tag = is_tag;
 	d->queued = queued;
 	d->nest_level = GetCurrentTransactionNestLevel();
@@ -1022,11 +1128,12 @@ L2RememberDelete(const ArcKey *key)
 
 /* The same for a tag invalidation. */
 void
-L2RememberTagInvalidation(Oid dbid, const char *tag, int taglen)
+L2RememberTagInvalidation(Oid dbid, Oid roleid, const char *tag, int taglen)
 {
 	ArcKey		t;
 
 	t.dbid = dbid;
+	t.roleid = roleid;
 	t.data = tag;
 	t.len = taglen;
 	t.hash = 0;
@@ -1047,11 +1154,13 @@ L2QueueTagInvalidation(Oid dbid, const char *tag, int taglen)
 	for (d = pending_deletes; d != NULL; d = d->next)
 	{
 		if (d->is_tag && d->queued && d->key.dbid == dbid &&
+			d->key.roleid == InvalidOid &&
 			d->key.len == (uint32) taglen && memcmp(d->key.data, tag, taglen) == 0 &&
 			d->nest_level <= GetCurrentTransactionNestLevel())
 			return;
 	}
 	t.dbid = dbid;
+	t.roleid = InvalidOid;		/* every role's entries */
 	t.data = tag;
 	t.len = taglen;
 	t.hash = 0;

@@ -11,7 +11,7 @@
  *	  1     format version (1 byte)
  *	  op    'd' (del), 's' (set) or 't' (tag invalidated; the key field
  *	        holds the tag) (1 byte)
- *	  flags bit 0: cluster scope (1 byte)
+ *	  flags bit 0: cluster scope; bit 1: role scope (1 byte; not both)
  *	  lsn   WAL position at which the invalidation holds on the sender:
  *	        once a server replaying the sender's WAL has replayed this far,
  *	        its snapshots see the change (8 bytes; 0 if none)
@@ -20,6 +20,8 @@
  *	  n     length of the instance id, then its bytes (1 + n bytes)
  *	  m     length of the database name, then its bytes (1 + m bytes;
  *	        m = 0 in cluster scope)
+ *	  r     in role scope only: length of the role name, then its bytes
+ *	        (1 + r bytes, r > 0)
  *	  k     length of the key, then its bytes (2 + k bytes)
  *
  * Every length is checked against both the limits and the bytes received, so
@@ -37,6 +39,7 @@
 #define TC_MAGIC1		'C'
 #define TC_VERSION		1
 #define TC_FLAG_CLUSTER	0x01
+#define TC_FLAG_ROLE	0x02
 
 /*
  * Encode msg into buf.  Returns the encoded length, or -1 if it does not
@@ -47,11 +50,15 @@ TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize)
 {
 	size_t		idlen = strlen(msg->instance_id);
 	size_t		dblen = msg->cluster_scope ? 0 : strlen(msg->dbname);
-	int			need = 2 + 1 + 1 + 1 + 8 + 8 + 1 + idlen + 1 + dblen + 2 + msg->keylen;
+	size_t		rolelen = msg->role_scope ? strlen(msg->rolename) : 0;
+	int			need = 2 + 1 + 1 + 1 + 8 + 8 + 1 + idlen + 1 + dblen +
+		(msg->role_scope ? 1 + rolelen : 0) + 2 + msg->keylen;
 	unsigned char *p = (unsigned char *) buf;
 	int			i;
 
 	if (idlen > TWOCACHE_MAX_INSTANCE_ID || dblen >= NAMEDATALEN ||
+		rolelen >= NAMEDATALEN ||
+		(msg->role_scope && (msg->cluster_scope || rolelen == 0)) ||
 		msg->keylen > TWOCACHE_MAX_KEY_LEN || need > bufsize)
 		return -1;
 
@@ -59,7 +66,8 @@ TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize)
 	*p++ = TC_MAGIC1;
 	*p++ = TC_VERSION;
 	*p++ = (unsigned char) msg->op;
-	*p++ = msg->cluster_scope ? TC_FLAG_CLUSTER : 0;
+	*p++ = (msg->cluster_scope ? TC_FLAG_CLUSTER : 0) |
+		(msg->role_scope ? TC_FLAG_ROLE : 0);
 	for (i = 7; i >= 0; i--)
 		*p++ = (unsigned char) (msg->lsn >> (i * 8));
 	for (i = 7; i >= 0; i--)
@@ -70,6 +78,12 @@ TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize)
 	*p++ = (unsigned char) dblen;
 	memcpy(p, msg->dbname, dblen);
 	p += dblen;
+	if (msg->role_scope)
+	{
+		*p++ = (unsigned char) rolelen;
+		memcpy(p, msg->rolename, rolelen);
+		p += rolelen;
+	}
 	*p++ = (unsigned char) (msg->keylen >> 8);
 	*p++ = (unsigned char) msg->keylen;
 	memcpy(p, msg->key, msg->keylen);
@@ -114,10 +128,12 @@ TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
 		return false;
 	if (p[3] != TC_MSG_DEL && p[3] != TC_MSG_SET && p[3] != TC_MSG_TAG)
 		return false;
-	if ((p[4] & ~TC_FLAG_CLUSTER) != 0)
+	if ((p[4] & ~(TC_FLAG_CLUSTER | TC_FLAG_ROLE)) != 0 ||
+		(p[4] & (TC_FLAG_CLUSTER | TC_FLAG_ROLE)) == (TC_FLAG_CLUSTER | TC_FLAG_ROLE))
 		return false;
 	msg->op = (TcMessageOp) p[3];
 	msg->cluster_scope = (p[4] & TC_FLAG_CLUSTER) != 0;
+	msg->role_scope = (p[4] & TC_FLAG_ROLE) != 0;
 	p += 5;
 
 	msg->lsn = 0;
@@ -148,6 +164,20 @@ TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
 	if (memchr(msg->dbname, '\0', n) != NULL)
 		return false;
 	p += n;
+
+	/* role name, in role scope only */
+	msg->rolename[0] = '\0';
+	if (msg->role_scope)
+	{
+		n = *p++;
+		if (n == 0 || n >= NAMEDATALEN || end - p < (ptrdiff_t) n + 2)
+			return false;
+		memcpy(msg->rolename, p, n);
+		msg->rolename[n] = '\0';
+		if (memchr(msg->rolename, '\0', n) != NULL)
+			return false;
+		p += n;
+	}
 
 	/* key */
 	n = ((uint32) p[0] << 8) | p[1];

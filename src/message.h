@@ -21,16 +21,19 @@ typedef struct TcMessage
 {
 	TcMessageOp op;
 	bool		cluster_scope;	/* key shared by all databases */
+	bool		role_scope;		/* key of a role in dbname (a tag: the
+								 * entries of that role only) */
 	uint64		lsn;			/* WAL position the invalidation is true at */
 	uint64		sysid;			/* sender's database system identifier */
 	char		instance_id[TWOCACHE_MAX_INSTANCE_ID + 1];
 	char		dbname[NAMEDATALEN];	/* when !cluster_scope */
+	char		rolename[NAMEDATALEN];	/* when role_scope */
 	uint32		keylen;
 	char		key[TWOCACHE_MAX_KEY_LEN];
 } TcMessage;
 
 /* Largest encoded message. */
-#define TC_MESSAGE_MAX	(24 + TWOCACHE_MAX_INSTANCE_ID + NAMEDATALEN + TWOCACHE_MAX_KEY_LEN)
+#define TC_MESSAGE_MAX	(25 + TWOCACHE_MAX_INSTANCE_ID + 2 * NAMEDATALEN + TWOCACHE_MAX_KEY_LEN)
 
 extern int	TwoCacheMessageEncode(const TcMessage *msg, char *buf, int bufsize);
 extern bool TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg);

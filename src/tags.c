@@ -8,7 +8,12 @@
  * and stored with the entry, after its value, encoded as a 2-byte length and
  * the bytes of each tag (ArcTags).  Like keys, tags live in a database (or,
  * with twocache.scope = cluster, in the server): a tag invalidation drops
- * the entries of its own database only.
+ * the entries of its own database only.  In role scope an invalidation
+ * names a role (twocache_invalidate_tag: current_user's entries only) or
+ * none (a table trigger: the table changed, so every role's entries go).
+ * Fence stripes are per database and tag, whatever the role, so an
+ * invalidation for one role fences the fills of all (a needless rejection
+ * at worst) and one for every role fences every fill.
  *
  * Invalidating a tag first bumps the tag's fence stripe, then drops the
  * matching entries partition by partition.  A fill checks the stripes of its
@@ -217,13 +222,14 @@ TwoCacheTagsAreStale(Oid dbid, const ArcTags *tags, const FlightTicket *t)
 }
 
 /*
- * Drop every L1 entry of database dbid carrying tag, after fencing fills
- * of it; on a standby, lsn (if valid) is the WAL position the invalidation
+ * Drop every L1 entry of database dbid carrying tag, of role roleid if it is
+ * valid (else of every role), after fencing fills of it; on a standby, lsn (if valid) is the WAL position the invalidation
  * holds from, not replayed yet.  Returns how many resident entries were
  * dropped.
  */
 uint64
-TwoCacheInvalidateTagLocal(Oid dbid, const char *tag, int taglen, XLogRecPtr lsn)
+TwoCacheInvalidateTagLocal(Oid dbid, Oid roleid, const char *tag, int taglen,
+						   XLogRecPtr lsn)
 {
 	ArcFence   *f = tag_stripe(dbid, tag, taglen);
 	TimestampTz now = GetCurrentTimestamp();
@@ -253,6 +259,7 @@ TwoCacheInvalidateTagLocal(Oid dbid, const char *tag, int taglen, XLogRecPtr lsn
 				ArcEntry   *e = dlist_container(ArcEntry, node, iter.cur);
 
 				if (e->tags_len == 0 || e->key.dbid != dbid ||
+					(OidIsValid(roleid) && e->key.roleid != roleid) ||
 					!TwoCacheTagsContain(ArcEntryTags(e), e->tags_len, tag, taglen))
 					continue;
 				FlightInvalidateKey(part, &e->key);

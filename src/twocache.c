@@ -46,6 +46,7 @@ char	   *twocache_channel = NULL;
 static const struct config_enum_entry scope_options[] = {
 	{"database", TWOCACHE_SCOPE_DATABASE, false},
 	{"cluster", TWOCACHE_SCOPE_CLUSTER, false},
+	{"role", TWOCACHE_SCOPE_ROLE, false},
 	{NULL, 0, false}
 };
 
@@ -197,8 +198,8 @@ TwoCacheDefineGucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("twocache.scope",
-							 "Whether keys are per database or shared by the whole cluster.",
-							 NULL,
+							 "Whether keys belong to the database, to the database and the current role, or to the whole cluster.",
+							 "database, role (database and current_user) or cluster.",
 							 &twocache_scope,
 							 TWOCACHE_SCOPE_DATABASE, scope_options,
 							 PGC_SIGHUP, 0,

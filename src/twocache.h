@@ -40,7 +40,8 @@
 typedef enum TwoCacheScope
 {
 	TWOCACHE_SCOPE_DATABASE,
-	TWOCACHE_SCOPE_CLUSTER
+	TWOCACHE_SCOPE_CLUSTER,
+	TWOCACHE_SCOPE_ROLE			/* database and current_user */
 } TwoCacheScope;
 
 extern int	twocache_max_entries;
@@ -188,7 +189,8 @@ extern int64 TwoCacheIntervalToMs(const Interval *ttl, bool from_fetch);
 extern int64 TwoCacheCapTtl(int64 ttl_ms);
 
 /* cache.c */
-extern void TwoCacheKeyInit(ArcKey *key, Oid dbid, const char *data, int len);
+extern void TwoCacheKeyInit(ArcKey *key, Oid dbid, Oid roleid,
+							const char *data, int len);
 extern ArcPartition *TwoCachePartitionFor(const ArcKey *key, HTAB **hash);
 extern TimestampTz TwoCacheExpiry(TimestampTz now, int64 ttl_ms);
 extern bool TwoCacheEntryIsLive(const ArcEntry *e, TimestampTz now);
@@ -204,7 +206,8 @@ extern void TwoCacheProbe(const ArcKey *key, bool *is_value, int64 *ttl_ms);
 extern bool TwoCacheSet(const ArcKey *key, const char *value, uint32 len,
 						int64 ttl_ms, TwoCacheOnlyIf only_if, bool local_only,
 						const ArcTags *tags);
-extern uint64 TwoCacheInvalidateTag(Oid dbid, const char *tag, int taglen);
+extern uint64 TwoCacheInvalidateTag(Oid dbid, Oid roleid, const char *tag,
+									 int taglen);
 
 /* tags.c */
 struct FlightTicket;
@@ -216,8 +219,8 @@ extern void TwoCacheTagsMerge(const ArcTags *a, const ArcTags *b, ArcTags *out);
 extern uint64 TwoCacheTagFenceStart(void);
 extern bool TwoCacheTagsAreStale(Oid dbid, const ArcTags *tags,
 								 const struct FlightTicket *t);
-extern uint64 TwoCacheInvalidateTagLocal(Oid dbid, const char *tag, int taglen,
-										 XLogRecPtr lsn);
+extern uint64 TwoCacheInvalidateTagLocal(Oid dbid, Oid roleid, const char *tag,
+										 int taglen, XLogRecPtr lsn);
 extern bool TwoCacheDel(const ArcKey *key, bool local_only);
 
 /* worker.c */

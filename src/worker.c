@@ -30,8 +30,9 @@
  * (their fills stay fenced, but a stale L2 copy they left is only corrected
  * by its TTL).
  *
- * The worker connects to no database (it reads only the shared catalog
- * pg_database, to turn the database name in a message into an OID).  It
+ * The worker connects to no database (it reads only the shared catalogs
+ * pg_database and pg_authid, to turn the database and role names in a
+ * message into OIDs, which it caches until a change to either catalog).  It
  * exits on SIGTERM through the standard die() handler and is restarted by
  * the postmaster after bgw_restart_time; an ERROR in it is a FATAL exit and
  * a restart, never a server crash.
@@ -50,12 +51,15 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogrecovery.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "lib/ilist.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/relcache.h"
+#include "utils/syscache.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -95,6 +99,7 @@ typedef struct DeferredInvalidation
 	bool		l1_done;		/* applied again in L1; L2 left to do */
 	ArcKey		key;			/* data points into this allocation */
 	char		dbname[NAMEDATALEN];
+	char		rolename[NAMEDATALEN];	/* "" unless in role scope */
 } DeferredInvalidation;
 
 static dlist_head deferred = DLIST_STATIC_INIT(deferred);
@@ -317,49 +322,106 @@ database_oid(const char *dbname)
 	return oid;
 }
 
+/* Role OID of a name in a message; InvalidOid if there is none. */
+static Oid
+role_oid(const char *rolename)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tuple;
+	Oid			oid = InvalidOid;
+
+	StartTransactionCommand();
+	ScanKeyInit(&key, Anum_pg_authid_rolname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(rolename));
+	rel = table_open(AuthIdRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, AuthIdRolnameIndexId,
+							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		oid = ((Form_pg_authid) GETSTRUCT(tuple))->oid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return oid;
+}
+
 /*
- * Database OIDs by name, so a message costs no catalog access.  Only names
- * found are cached: a database created later is looked up when its first
- * message arrives.  A stale entry (a database renamed or dropped since)
- * can only drop keys that are not there or are harmlessly refetched.
+ * Database and role OIDs by name, so a message costs no catalog access.
+ * Only names found are cached: a database or role created later is looked
+ * up when its first message arrives.  Any change to pg_database or
+ * pg_authid (a name dropped and created again gets a new OID) empties the
+ * cache, through the shared invalidation messages the worker accepts before
+ * each message it applies.
  */
-typedef struct DbNameEntry
+typedef struct NameOidEntry
 {
 	NameData	name;			/* hash key */
 	Oid			oid;
-} DbNameEntry;
+} NameOidEntry;
 
 static HTAB *dbname_cache = NULL;
+static HTAB *rolename_cache = NULL;
+
+static void
+name_caches_reset(Datum arg pg_attribute_unused(), int cacheid,
+				  uint32 hashvalue pg_attribute_unused())
+{
+	HTAB	  **cache = cacheid == DATABASEOID ? &dbname_cache : &rolename_cache;
+
+	/* no catalog access here: only forget */
+	if (*cache != NULL)
+	{
+		hash_destroy(*cache);
+		*cache = NULL;
+	}
+}
 
 static Oid
-database_oid_cached(const char *dbname)
+name_oid_cached(HTAB **cache, const char *what, const char *str,
+				Oid (*lookup) (const char *))
 {
-	DbNameEntry *entry;
+	NameOidEntry *entry;
 	NameData	name;
 	bool		found;
 	Oid			oid;
 
-	if (dbname_cache == NULL)
+	if (*cache == NULL)
 	{
 		HASHCTL		ctl;
 
 		ctl.keysize = NAMEDATALEN;
-		ctl.entrysize = sizeof(DbNameEntry);
-		dbname_cache = hash_create("twocache worker database names", 64, &ctl,
-								   HASH_ELEM | HASH_STRINGS);
+		ctl.entrysize = sizeof(NameOidEntry);
+		*cache = hash_create(what, 64, &ctl, HASH_ELEM | HASH_STRINGS);
 	}
-	namestrcpy(&name, dbname);
-	entry = hash_search(dbname_cache, NameStr(name), HASH_FIND, NULL);
+	namestrcpy(&name, str);
+	entry = hash_search(*cache, NameStr(name), HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry->oid;
 
-	oid = database_oid(dbname);
-	if (OidIsValid(oid))
+	oid = lookup(str);
+	/* the lookup's transaction may have reset the cache */
+	if (OidIsValid(oid) && *cache != NULL)
 	{
-		entry = hash_search(dbname_cache, NameStr(name), HASH_ENTER, &found);
+		entry = hash_search(*cache, NameStr(name), HASH_ENTER, &found);
 		entry->oid = oid;
 	}
 	return oid;
+}
+
+static Oid
+database_oid_cached(const char *dbname)
+{
+	return name_oid_cached(&dbname_cache, "twocache worker database names",
+						   dbname, database_oid);
+}
+
+static Oid
+role_oid_cached(const char *rolename)
+{
+	return name_oid_cached(&rolename_cache, "twocache worker role names",
+						   rolename, role_oid);
 }
 
 /*
@@ -384,7 +446,8 @@ defer_message(const TcMessage *msg, const ArcKey *key)
 	DeferredInvalidation *d;
 
 	if (msg->op == TC_MSG_TAG)
-		(void) TwoCacheInvalidateTagLocal(key->dbid, key->data, key->len, msg->lsn);
+		(void) TwoCacheInvalidateTagLocal(key->dbid, key->roleid, key->data,
+										  key->len, msg->lsn);
 	else
 		TwoCacheDeferInvalidation(key, msg->lsn);
 	TwoCacheCount(TC_INVALIDATIONS_DEFERRED, 1);
@@ -411,6 +474,7 @@ defer_message(const TcMessage *msg, const ArcKey *key)
 	d->key.data = (char *) (d + 1);
 	memcpy(d + 1, key->data, key->len);
 	strlcpy(d->dbname, msg->dbname, sizeof(d->dbname));
+	strlcpy(d->rolename, msg->role_scope ? msg->rolename : "", sizeof(d->rolename));
 	dlist_push_tail(&deferred, &d->node);
 	ndeferred++;
 	state_deferred();
@@ -456,8 +520,9 @@ process_deferred(WorkerConn *wc)
 		if (!d->l1_done)
 		{
 			if (d->op == TC_MSG_TAG)
-				(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.data,
-												  d->key.len, InvalidXLogRecPtr);
+				(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.roleid,
+												  d->key.data, d->key.len,
+												  InvalidXLogRecPtr);
 			else
 				(void) TwoCacheLocalDelete(&d->key);
 			d->l1_done = true;
@@ -490,8 +555,11 @@ process_deferred(WorkerConn *wc)
 		for (i = 0; i < nbatch; i++)
 		{
 			DeferredInvalidation *d = batch[i];
+			const char *rolename = d->rolename[0] ? d->rolename : NULL;
 			size_t		slen;
 			char	   *set;
+			size_t		prefixlen;
+			char	   *prefix;
 			int			msglen;
 			char	   *msg;
 
@@ -501,9 +569,11 @@ process_deferred(WorkerConn *wc)
 				continue;
 			}
 			set = L2TagSetName(&d->key, d->dbname, &slen);
-			msg = L2Message(&d->key, d->dbname, d->op, d->lsn, &msglen);
-			if (!L2TagInvalidateBatched(wc->cmd, set, slen, "", 0, wc->channel,
-										msg, msglen, NULL, err, sizeof(err)))
+			prefix = L2RolePrefix(d->dbname, rolename, &prefixlen);
+			msg = L2Message(&d->key, d->dbname, rolename, d->op, d->lsn, &msglen);
+			if (!L2TagInvalidateBatched(wc->cmd, set, slen, prefix, prefixlen,
+										wc->channel, msg, msglen, NULL,
+										err, sizeof(err)))
 			{
 				state_error(err);	/* the ping notices if Redis is gone */
 				ndels = 0;
@@ -518,10 +588,12 @@ process_deferred(WorkerConn *wc)
 		for (i = 0; i < nbatch; i++)
 		{
 			DeferredInvalidation *d = batch[i];
+			const char *rolename = d->rolename[0] ? d->rolename : NULL;
 			size_t		rklen;
 			int			msglen;
-			char	   *msg = L2Message(&d->key, d->dbname, d->op, d->lsn, &msglen);
-			char	   *rkey = L2KeyName(&d->key, d->dbname, &rklen);
+			char	   *msg = L2Message(&d->key, d->dbname, rolename, d->op,
+										d->lsn, &msglen);
+			char	   *rkey = L2KeyName(&d->key, d->dbname, rolename, &rklen);
 
 			cmds[2 * i].argc = 0;
 			TwoCacheRedisArg(&cmds[2 * i], "DEL", 3);
@@ -557,6 +629,7 @@ apply_message(const char *data, size_t len)
 	TcMessage	msg;
 	ArcKey		key;
 	Oid			dbid = InvalidOid;
+	Oid			roleid = InvalidOid;
 
 	if (!TwoCacheMessageDecode(data, (int) len, &msg))
 	{
@@ -565,17 +638,25 @@ apply_message(const char *data, size_t len)
 	}
 	if (strcmp(msg.instance_id, twocache_shared->instance_id) == 0)
 		return;					/* our own */
+	AcceptInvalidationMessages();	/* forget renamed or dropped names */
 	if (!msg.cluster_scope)
 	{
 		dbid = database_oid_cached(msg.dbname);
 		if (!OidIsValid(dbid))
 			return;				/* no such database here */
 	}
-	TwoCacheKeyInit(&key, dbid, msg.key, msg.keylen);
+	if (msg.role_scope)
+	{
+		roleid = role_oid_cached(msg.rolename);
+		if (!OidIsValid(roleid))
+			return;				/* no such role here */
+	}
+	TwoCacheKeyInit(&key, dbid, roleid, msg.key, msg.keylen);
 	if (must_defer(&msg))
 		defer_message(&msg, &key);
 	else if (msg.op == TC_MSG_TAG)
-		(void) TwoCacheInvalidateTagLocal(dbid, msg.key, msg.keylen, InvalidXLogRecPtr);
+		(void) TwoCacheInvalidateTagLocal(dbid, roleid, msg.key, msg.keylen,
+										  InvalidXLogRecPtr);
 	else
 		(void) TwoCacheLocalDelete(&key);
 	TwoCacheCount(TC_INVALIDATIONS_RECEIVED, 1);
@@ -657,6 +738,8 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	CacheRegisterSyscacheCallback(DATABASEOID, name_caches_reset, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, name_caches_reset, (Datum) 0);
 
 	SpinLockAcquire(&twocache_shared->worker.mutex);
 	twocache_shared->worker.pid = MyProcPid;

@@ -27,7 +27,7 @@ OBJS = \
 	src/worker.o \
 	src/funcs.o
 
-DATA = sql/twocache--1.0.sql sql/twocache--1.0--1.1.sql sql/twocache--1.1--1.2.sql \
+DATA = sql/twocache--1.0.sql sql/twocache--1.1.sql sql/twocache--1.0--1.1.sql sql/twocache--1.1--1.2.sql \
 	sql/twocache--1.2.sql
 PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
 

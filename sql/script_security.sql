@@ -191,7 +191,7 @@ SELECT has_function_privilege('regress_attack_app', 'twocache_get(text)',
 	   has_function_privilege('public', 'twocache_get(text)', 'EXECUTE') AS public_lookup;
 
 --
--- 1.1, then ALTER EXTENSION UPDATE through 1.1--1.2
+-- 1.1 (the flat twocache--1.1.sql), then ALTER EXTENSION UPDATE through 1.1--1.2
 --
 DROP EXTENSION twocache;
 CREATE EXTENSION twocache VERSION '1.1';

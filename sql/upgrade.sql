@@ -81,6 +81,44 @@ SELECT twocache_invalidate_tag('up');
 SELECT twocache_get('up:c') IS NULL AS invalidated;
 
 --
+-- the flat 1.1 script (what CREATE EXTENSION ... VERSION '1.1' runs) makes
+-- what 1.0 and the 1.0 -> 1.1 step make: the same members, functions and
+-- privileges
+--
+CREATE TEMP VIEW twocache_members AS
+SELECT pg_describe_object(d.classid, d.objid, 0) AS member,
+	   coalesce(p.proacl, c.relacl)::text AS acl
+FROM pg_depend d
+JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+WHERE e.extname = 'twocache' AND d.deptype = 'e';
+-- every version has its own install script, so no CREATE EXTENSION runs an
+-- upgrade step
+SELECT v AS version,
+	   (pg_stat_file(format('%s/extension/twocache--%s.sql',
+							(SELECT setting FROM pg_config WHERE name = 'SHAREDIR'), v),
+					 true)).size IS NOT NULL AS flat_script_installed
+FROM (SELECT version AS v FROM pg_available_extension_versions WHERE name = 'twocache') vs
+ORDER BY v;
+DROP EXTENSION twocache;
+CREATE EXTENSION twocache VERSION '1.0';
+ALTER EXTENSION twocache UPDATE TO '1.1';
+CREATE TEMP TABLE chain_1_1 AS SELECT * FROM twocache_shape;
+CREATE TEMP TABLE chain_1_1_members AS SELECT * FROM twocache_members;
+DROP EXTENSION twocache;
+CREATE EXTENSION twocache VERSION '1.1';
+SELECT count(*) AS functions, count(*) FILTER (WHERE public_execute) AS public_functions
+FROM chain_1_1;
+(SELECT 'flat' AS side, * FROM twocache_shape EXCEPT SELECT 'flat', * FROM chain_1_1)
+UNION ALL
+(SELECT 'chain', * FROM chain_1_1 EXCEPT SELECT 'chain', * FROM twocache_shape);
+SELECT count(*) AS members FROM chain_1_1_members;
+(SELECT 'flat' AS side, * FROM twocache_members EXCEPT SELECT 'flat', * FROM chain_1_1_members)
+UNION ALL
+(SELECT 'chain', * FROM chain_1_1_members EXCEPT SELECT 'chain', * FROM twocache_members);
+
+--
 -- from 1.1
 --
 DROP EXTENSION twocache;

@@ -24,6 +24,7 @@ OBJS = \
 	src/redis_url.o \
 	src/message.o \
 	src/l2.o \
+	src/inval.o \
 	src/worker.o \
 	src/funcs.o
 
@@ -48,7 +49,7 @@ EXTRA_CLEAN = test/results test/output tmp_check results regression.diffs regres
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
-$(OBJS): src/twocache.h src/arc.h src/flight.h src/redis.h src/l2.h src/message.h
+$(OBJS): src/twocache.h src/arc.h src/flight.h src/redis.h src/l2.h src/message.h src/inval.h
 else
 # No server headers yet (fresh machine): "make deps" installs them, and the
 # targets below re-run make once they are there.

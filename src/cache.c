@@ -2,7 +2,9 @@
  *
  * cache.c
  *	  Cache operations behind the SQL functions: L1 under the partition
- *	  locks, L2 through l2.c, and single-flight fetches.
+ *	  locks, L2 through l2.c, and single-flight fetches.  Deletes and tag
+ *	  invalidations are inval.c's, which uses the L1 primitives here
+ *	  (TwoCacheLocalDelete, TwoCacheFlushLocal).
  *
  * Read path of twocache_get: L1; on a miss, the key's flight (flight.c):
  * the filler reads L2 and, on an L2 miss, runs the fetch query and stores
@@ -30,6 +32,7 @@
 #include "utils/timestamp.h"
 
 #include "flight.h"
+#include "inval.h"
 #include "l2.h"
 #include "redis.h"
 #include "twocache.h"
@@ -503,12 +506,7 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 				return result;
 			}
 			if (fill_is_stale(part, key, store_tags, t))
-			{
-				bool		existed;
-				char		err[256];
-
-				(void) L2Del(key, &existed, err, sizeof(err));
-			}
+				(void) TwoCacheTakeBack(key);
 		}
 	}
 	(void) l1_fill(part, hash, key, fr.value, fr.value_len, !fr.found, store_tags,
@@ -534,7 +532,8 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 		TimestampTz now = GetCurrentTimestamp();
 		ArcEntry   *e;
 		FlightSlot *slot;
-		FlightTicket t;
+		FlightTicket unguarded;
+		FlightTicket *t = &unguarded;
 
 		LWLockAcquire(part->lock, LW_EXCLUSIVE);
 		e = find_live(part, hash, key, now);
@@ -565,9 +564,9 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 					if (query == NULL)
 						return NULL;
 					LWLockAcquire(part->lock, LW_EXCLUSIVE);
-					FlightBeginUnguarded(part, &t);
+					FlightBeginUnguarded(part, t);
 					LWLockRelease(part->lock);
-					return fill(part, hash, key, query, ttl_ms, tags, &t);
+					return fill(part, hash, key, query, ttl_ms, tags, t);
 				}
 			}
 			if (!waited)
@@ -582,9 +581,9 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 			text	   *result = NULL;
 
 			/* no fetch: a fenced read of L2, without a flight */
-			FlightBeginUnguarded(part, &t);
+			FlightBeginUnguarded(part, t);
 			LWLockRelease(part->lock);
-			if (!fill_from_l2(part, hash, key, &t, &result))
+			if (!fill_from_l2(part, hash, key, t, &result))
 				return NULL;
 			return result;
 		}
@@ -594,7 +593,7 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 		{
 			/* 54001 before claiming a slot (error recovery frees the lock) */
 			TwoCacheFetchDepthCheck();
-			FlightBegin(part, key, &t);
+			t = FlightBegin(part, key, &unguarded);
 		}
 		else
 		{
@@ -609,15 +608,15 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 					if (!waited)
 						TwoCacheCount(TC_FETCH_WAITS, 1);
 					LWLockAcquire(part->lock, LW_EXCLUSIVE);
-					FlightBeginUnguarded(part, &t);
+					FlightBeginUnguarded(part, t);
 					break;
 				case FLIGHT_WAIT_DEADLOCK:
-					FlightBeginUnguarded(part, &t);
+					FlightBeginUnguarded(part, t);
 					break;
 			}
 		}
 		LWLockRelease(part->lock);
-		return fill(part, hash, key, query, ttl_ms, tags, &t);
+		return fill(part, hash, key, query, ttl_ms, tags, t);
 	}
 }
 
@@ -786,57 +785,4 @@ TwoCacheSet(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 	if (wrote)
 		(void) l1_store(key, value, len, ttl_ms, TWOCACHE_ONLY_IF_ALWAYS, tags);
 	return wrote;
-}
-
-/*
- * Drop every entry of database dbid (and of role roleid, if valid; else of
- * every role) carrying tag: from L1, and in two-layer mode from L2 with a
- * message to the other servers (who drop theirs).
- * Inside a transaction block, or in a transaction that has written, it is
- * applied again after commit, as a delete is.  Returns how many L1 entries
- * this server dropped.
- */
-uint64
-TwoCacheInvalidateTag(Oid dbid, Oid roleid, const char *tag, int taglen)
-{
-	uint64		dropped = TwoCacheInvalidateTagLocal(dbid, roleid, tag, taglen,
-													 InvalidXLogRecPtr);
-	char		err[512];
-
-	if (TwoCacheRedisEnabled() &&
-		!L2InvalidateTag(dbid, roleid, tag, taglen, err, sizeof(err)))
-		ereport(WARNING,
-				(errmsg("could not invalidate cache tag in Redis; it was invalidated in the local cache only"),
-				 errdetail("%s", err)));
-	if (IsTransactionBlock() || TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		L2RememberTagInvalidation(dbid, roleid, tag, taglen);
-	return dropped;
-}
-
-/*
- * Delete key from L1 and, unless local_only, from L2 with a message to the
- * other servers; inside a transaction block, or in a transaction that has
- * written, the delete is applied again after commit.  Returns whether the key existed in either layer.
- */
-bool
-TwoCacheDel(const ArcKey *key, bool local_only)
-{
-	bool		existed = TwoCacheLocalDelete(key);
-	bool		l2_existed = false;
-	char		err[512];
-
-	if (local_only)
-		return existed;
-	if (TwoCacheRedisEnabled() && !L2Del(key, &l2_existed, err, sizeof(err)))
-		ereport(WARNING,
-				(errmsg("could not delete cache key from Redis; it was deleted from the local cache only"),
-				 errdetail("%s", err)));
-	/*
-	 * Delete again after commit if the transaction may commit a change the
-	 * key depends on later than now: inside a transaction block, or when it
-	 * has written already (a function that updates and deletes).
-	 */
-	if (IsTransactionBlock() || TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		L2RememberDelete(key);
-	return existed || l2_existed;
 }

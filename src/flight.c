@@ -31,10 +31,13 @@
  * Locking: a slot on a partition's flights list, the partition's fences and
  * its list are protected by the partition's LWLock (exclusive to change).
  * Each backend claims and frees only its own slots (a fixed range of the
- * pool, by pgprocno), so claiming takes no lock.  A slot's seq is atomic so sleepers can check it without
- * the lock.  Every slot a backend owns is on its local list of tickets until
- * released, by FlightEnd on success and error paths and by an exit callback
- * on FATAL or process exit, so no slot outlives its owner.
+ * pool, by pgprocno), so claiming takes no lock.  A slot's seq is atomic so
+ * sleepers can check it without the lock.  Every slot a backend owns has a
+ * ticket in the backend's static storage (one per slot), on its list of
+ * owned tickets until released: by FlightEnd on the normal and caught-error
+ * paths, by the abort of the (sub)transaction the flight began in whatever
+ * error ended it (a cancel while Redis is written, say), and by an exit
+ * callback on FATAL or process exit, so no slot outlives its owner.
  *
  *-------------------------------------------------------------------------
  */
@@ -86,10 +89,15 @@ typedef struct FlightPool
 
 /* Tickets of the flights this backend owns, innermost first. */
 static dlist_head owned = DLIST_STATIC_INIT(owned);
-static bool exit_callback_registered = false;
+static bool callbacks_registered = false;
 
 /* Which of this backend's own slots are in use (bit i: slot i). */
 static uint32 my_slots_used = 0;
+
+/* The tickets of this backend's slots (ticket i: slot i). */
+static FlightTicket my_tickets[TWOCACHE_MAX_FETCH_DEPTH];
+
+static void release_owned(int min_level);
 
 StaticAssertDecl(TWOCACHE_MAX_FETCH_DEPTH <= 32, "my_slots_used has 32 bits");
 
@@ -190,21 +198,54 @@ flight_exit_callback(int code pg_attribute_unused(),
 	 * would release them anyway.
 	 */
 	LWLockReleaseAll();
-	while (!dlist_is_empty(&owned))
-	{
-		FlightTicket *t = dlist_head_element(FlightTicket, node, &owned);
+	release_owned(0);
+}
 
-		FlightEnd(t);
+/*
+ * Release the tickets of flights begun at nesting level min_level or deeper
+ * (1: all).  Called at the abort of a (sub)transaction, after it released
+ * its LWLocks; raises no error.
+ */
+static void
+release_owned(int min_level)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &owned)
+	{
+		FlightTicket *t = dlist_container(FlightTicket, node, iter.cur);
+
+		if (t->nest_level >= min_level)
+			FlightEnd(t);
 	}
 }
 
 static void
-ensure_exit_callback(void)
+flight_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
-	if (!exit_callback_registered)
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		release_owned(1);
+}
+
+static void
+flight_subxact_callback(SubXactEvent event,
+						SubTransactionId mySubid pg_attribute_unused(),
+						SubTransactionId parentSubid pg_attribute_unused(),
+						void *arg pg_attribute_unused())
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		release_owned(GetCurrentTransactionNestLevel());
+}
+
+static void
+ensure_callbacks(void)
+{
+	if (!callbacks_registered)
 	{
 		before_shmem_exit(flight_exit_callback, (Datum) 0);
-		exit_callback_registered = true;
+		RegisterXactCallback(flight_xact_callback, NULL);
+		RegisterSubXactCallback(flight_subxact_callback, NULL);
+		callbacks_registered = true;
 	}
 }
 
@@ -213,6 +254,7 @@ ticket_start(ArcPartition *part, FlightTicket *t)
 {
 	t->part = part;
 	t->slot = NULL;
+	t->nest_level = 0;
 	t->start_counter = part->inval_counter;
 	t->tag_start = TwoCacheTagFenceStart();
 	t->replay_start = RecoveryInProgress() ?
@@ -223,25 +265,29 @@ ticket_start(ArcPartition *part, FlightTicket *t)
 
 /*
  * Claim one of this backend's flight slots for key and record where fencing
- * starts.  Callers checked the fetch depth (TwoCacheFetchDepthCheck), so a
- * slot is free; were none, the fetch would run unguarded but fenced.
- * Caller holds the partition lock exclusively; t must stay valid until
- * FlightEnd.
+ * starts; returns its ticket, valid until FlightEnd.  Callers checked the
+ * fetch depth (TwoCacheFetchDepthCheck), so a slot is free; were none, the
+ * fetch would run unguarded but fenced, with the ticket in *unguarded.
+ * Caller holds the partition lock exclusively.
  */
-void
-FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t)
+FlightTicket *
+FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *unguarded)
 {
 	FlightPool *pool = twocache_shared->flights;
 	FlightSlot *slot;
+	FlightTicket *t;
 	int			i;
-
-	ticket_start(part, t);
 
 	for (i = 0; i < TWOCACHE_MAX_FETCH_DEPTH; i++)
 		if ((my_slots_used & (UINT32_C(1) << i)) == 0)
 			break;
 	if (i == TWOCACHE_MAX_FETCH_DEPTH)
-		return;
+	{
+		ticket_start(part, unguarded);
+		return unguarded;
+	}
+	t = &my_tickets[i];
+	ticket_start(part, t);
 	my_slots_used |= UINT32_C(1) << i;
 	slot = &pool->slots[MyProc->pgprocno * TWOCACHE_MAX_FETCH_DEPTH + i];
 
@@ -257,8 +303,10 @@ FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t)
 
 	t->slot = slot;
 	t->seq = pg_atomic_read_u64(&slot->seq);
-	ensure_exit_callback();
+	t->nest_level = GetCurrentTransactionNestLevel();
+	ensure_callbacks();
 	dlist_push_head(&owned, &t->node);
+	return t;
 }
 
 /*
@@ -274,7 +322,8 @@ FlightBeginUnguarded(ArcPartition *part, FlightTicket *t)
 /*
  * Release the ticket's slot, if it has one, and wake its waiters.  Caller
  * holds the partition lock exclusively or no twocache lock at all (then it
- * is taken here).  Safe to call on error paths.
+ * is taken here).  Safe to call on error paths and more than once; raises
+ * no error.
  */
 void
 FlightEnd(FlightTicket *t)
@@ -352,7 +401,7 @@ FlightWait(ArcPartition *part, FlightSlot *slot, int timeout_ms)
 	 * cannot both miss it.  Both may see it and both fetch unguarded, which
 	 * is safe.
 	 */
-	ensure_exit_callback();
+	ensure_callbacks();
 	pg_atomic_write_u32(mine, (uint32) slot->owner + 1);
 	pg_memory_barrier();
 	if (wait_would_deadlock(slot->owner))

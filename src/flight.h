@@ -13,10 +13,16 @@
 typedef struct FlightSlot FlightSlot;
 typedef struct FlightPool FlightPool;
 
-/* A backend's handle on one fetch it runs (lives on its stack). */
+/*
+ * A backend's handle on one fetch it runs.  A guarded ticket (with a slot)
+ * lives in the backend's static storage, never on a stack, so that the abort
+ * of the (sub)transaction it began in can release it whatever error ended
+ * the fetch; an unguarded one lives where its caller puts it.
+ */
 typedef struct FlightTicket
 {
 	dlist_node	node;			/* on the backend's list of owned flights */
+	int			nest_level;		/* transaction nesting level at begin */
 	ArcPartition *part;
 	FlightSlot *slot;			/* NULL: unguarded (no single flight) */
 	uint64		seq;			/* slot's seq when claimed */
@@ -38,7 +44,8 @@ extern Size FlightShmemSize(void);
 extern FlightPool *FlightShmemInit(char *base);
 extern uint32 FlightsInProgress(void);
 extern FlightSlot *FlightFind(ArcPartition *part, const ArcKey *key);
-extern void FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *t);
+extern FlightTicket *FlightBegin(ArcPartition *part, const ArcKey *key,
+								 FlightTicket *unguarded);
 extern void FlightBeginUnguarded(ArcPartition *part, FlightTicket *t);
 extern void FlightEnd(FlightTicket *t);
 extern FlightWaitResult FlightWait(ArcPartition *part, FlightSlot *slot,

@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "flight.h"
+#include "inval.h"
 #include "l2.h"
 #include "redis.h"
 #include "twocache.h"
@@ -729,7 +730,7 @@ twocache_invalidate_trigger(PG_FUNCTION_ARGS)
 		char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 													  RelationGetRelationName(rel));
 
-		L2QueueTagInvalidation(scope_dbid(), name, strlen(name));
+		TwoCacheQueueTagInvalidation(scope_dbid(), name, strlen(name));
 	}
 	for (i = 0; i < trigger->tgnargs; i++)
 	{
@@ -742,7 +743,7 @@ twocache_invalidate_trigger(PG_FUNCTION_ARGS)
 					 errmsg("invalid cache tag in the arguments of trigger \"%s\"",
 							trigger->tgname),
 					 errdetail("Tags are 1 to %d bytes.", TWOCACHE_MAX_KEY_LEN)));
-		L2QueueTagInvalidation(scope_dbid(), tag, len);
+		TwoCacheQueueTagInvalidation(scope_dbid(), tag, len);
 	}
 	return PointerGetDatum(NULL);
 }

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * l2.c
- *	  The Redis layer (L2): key layout, value encoding, read-through,
- *	  write-through, invalidation messages and the post-commit re-delete.
+ *	  The Redis layer (L2): key layout, value encoding, reads, fills, sets
+ *	  and invalidation messages.  Deletes and tag invalidations, their
+ *	  Redis side included, are inval.c's.
  *
  * Redis keys:
  *	  database scope   <key_prefix>db:<database name>:<key>
@@ -19,22 +20,13 @@
  * a table trigger empties a tag's set for every role; an invalidation for
  * one role (twocache_invalidate_tag in role scope) deletes only the members
  * that start with that role's key prefix.  A tag invalidation
- * (L2TagInvalidateBatched, the one loop the backend, the post-commit
- * re-apply and the worker share) empties it in bounded rounds, one short
- * script each, so that however large the set no script runs long and Redis
- * never answers BUSY to anyone; its message is published after the last
- * round, so no receiver can refill an old value from Redis meanwhile.
+ * (inval.c) empties it in bounded rounds and publishes its message after the
+ * last.
  *
  * Every function here returns false when Redis is unavailable or failed
  * (redis.c then skips Redis for twocache.redis_retry_interval); none raises
  * an ERROR because of Redis.  Callers treat a failed read as a miss and
  * apply a failed write locally with a WARNING.  No LWLock is held here.
- *
- * A twocache_del inside a transaction block is remembered (with its Redis
- * key and message already built, since catalog access is over by then) and
- * applied again, in L1 and L2 and by message on every server, when the
- * transaction commits: a reader that refilled the key from a snapshot taken
- * before the commit is corrected.  An abort forgets the list.
  *
  * Every message carries the WAL position at which it holds on the sender
  * (TwoCacheInvalidationLsn) and the sender's system identifier, so that a
@@ -90,50 +82,6 @@ static const char *const tag_add_script =
 "end\n"
 "return 1\n";
 
-/*
- * One round of a tag invalidation (L2TagInvalidateBatched): SSCAN the tag's
- * set from cursor ARGV[1], COUNT ARGV[2]; DEL every member returned that
- * starts with ARGV[3] ('' = all) and SREM it.  Returns {next cursor, number
- * deleted}.  Short by construction, whatever the size of the set.
- */
-static const char *const tag_invalidate_round_script =
-"local r = redis.call('SSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
-"local prefix = ARGV[3]\n"
-"local n = 0\n"
-"for _, m in ipairs(r[2]) do\n"
-"  if prefix == '' or string.sub(m, 1, #prefix) == prefix then\n"
-"    redis.call('DEL', m)\n"
-"    redis.call('SREM', KEYS[1], m)\n"
-"    n = n + 1\n"
-"  end\n"
-"end\n"
-"return {r[1], n}\n";
-
-/*
- * A key deleted (or a tag invalidated) in the current transaction block, to
- * apply again after commit; or a tag invalidation queued by the trigger,
- * applied only after commit and forgotten if its subtransaction aborts.
- */
-typedef struct PendingDelete
-{
-	bool		is_tag;			/* key is a tag */
-	bool		queued;			/* by the trigger: only after commit */
-	int			nest_level;		/* subtransaction that queued it */
-	ArcKey		key;			/* data points into this allocation */
-	char	   *rkey;
-	size_t		rkeylen;
-	char	   *msg;
-	int			msglen;
-	char	   *prefix;			/* a tag of one role: its members' prefix */
-	size_t		prefixlen;		/* 0: every member */
-	struct PendingDelete *next;
-} PendingDelete;
-
-static PendingDelete *pending_deletes = NULL;
-
-static void l2_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-								SubTransactionId parentSubid, void *arg);
-static bool xact_callback_registered = false;
 static char *my_dbname = NULL;
 
 /* The name of the role of the last role-scope key, reset on ALTER ROLE */
@@ -273,6 +221,17 @@ L2RolePrefix(const char *dbname, const char *rolename, size_t *len)
 		return pstrdup("");
 	}
 	return l2_name("", dbname, rolename, "", 0, len);
+}
+
+/*
+ * The names of key's scope on this backend: its database's ("" in cluster
+ * scope) and, in role scope, its role's (else NULL).
+ */
+void
+L2ScopeNames(const ArcKey *key, const char **dbname, const char **rolename)
+{
+	*dbname = key->dbid == InvalidOid ? "" : current_dbname();
+	*rolename = key_rolename(key->roleid);
 }
 
 static char *
@@ -448,16 +407,9 @@ l2_decode(const char *s, size_t len, L2Entry *e)
 }
 
 static void
-cmd_start(TcRedisCommand *cmd, const char *name)
-{
-	cmd->argc = 0;
-	TwoCacheRedisArg(cmd, name, strlen(name));
-}
-
-static void
 cmd_add_publish(TcRedisCommand *cmd, const char *msg, int msglen)
 {
-	cmd_start(cmd, "PUBLISH");
+	TwoCacheRedisCommand(cmd, "PUBLISH");
 	TwoCacheRedisArg(cmd, twocache_channel, strlen(twocache_channel));
 	TwoCacheRedisArg(cmd, msg, msglen);
 }
@@ -496,7 +448,7 @@ tag_add_cmds(TcRedisCommand *cmds, const ArcKey *key, const char *rkey,
 		tag.data = (const char *) p + 2;
 		p += 2 + tag.len;
 		set = L2TagSetName(&tag, tag.dbid == InvalidOid ? "" : current_dbname(), &slen);
-		cmd_start(&cmds[n], "EVAL");
+		TwoCacheRedisCommand(&cmds[n], "EVAL");
 		TwoCacheRedisArg(&cmds[n], tag_add_script, strlen(tag_add_script));
 		TwoCacheRedisArg(&cmds[n], "1", 1);
 		TwoCacheRedisArg(&cmds[n], set, slen);
@@ -533,9 +485,9 @@ L2Get(int n, const ArcKey *keys, L2Entry *out)
 		size_t		rklen;
 		char	   *rkey = l2_key(&keys[i], &rklen);
 
-		cmd_start(&cmds[2 * i], "GET");
+		TwoCacheRedisCommand(&cmds[2 * i], "GET");
 		TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
-		cmd_start(&cmds[2 * i + 1], "PTTL");
+		TwoCacheRedisCommand(&cmds[2 * i + 1], "PTTL");
 		TwoCacheRedisArg(&cmds[2 * i + 1], rkey, rklen);
 	}
 	if (!TwoCacheRedisBackendExec(2 * n, cmds, replies, err, sizeof(err)))
@@ -576,11 +528,11 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 	size_t		rklen;
 	char	   *rkey = l2_key(key, &rklen);
 
-	cmd_start(&cmds[0], "GETRANGE");
+	TwoCacheRedisCommand(&cmds[0], "GETRANGE");
 	TwoCacheRedisArg(&cmds[0], rkey, rklen);
 	TwoCacheRedisArg(&cmds[0], "0", 1);
 	TwoCacheRedisArg(&cmds[0], "0", 1);		/* 'E' (encoded) is a value too */
-	cmd_start(&cmds[1], "PTTL");
+	TwoCacheRedisCommand(&cmds[1], "PTTL");
 	TwoCacheRedisArg(&cmds[1], rkey, rklen);
 	if (!TwoCacheRedisBackendExec(2, cmds, replies, err, sizeof(err)))
 		return false;
@@ -622,7 +574,7 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 	bool		ok;
 
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, Max(ttl_ms, 0));
-	cmd_start(&cmds[0], "SET");
+	TwoCacheRedisCommand(&cmds[0], "SET");
 	TwoCacheRedisArg(&cmds[0], rkey, rklen);
 	TwoCacheRedisArg(&cmds[0], v, vlen);
 	TwoCacheRedisArg(&cmds[0], "NX", 2);
@@ -666,7 +618,7 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, ttl_ms);
 	if (only_if == TWOCACHE_ONLY_IF_ALWAYS)
 	{
-		cmd_start(&cmds[0], "SET");
+		TwoCacheRedisCommand(&cmds[0], "SET");
 		TwoCacheRedisArg(&cmds[0], rkey, rklen);
 		TwoCacheRedisArg(&cmds[0], v, vlen);
 		if (ttl_ms > 0)
@@ -691,7 +643,7 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 	{
 		const char *cond = only_if == TWOCACHE_ONLY_IF_ABSENT ? "absent" : "present";
 
-		cmd_start(&cmds[0], "EVAL");
+		TwoCacheRedisCommand(&cmds[0], "EVAL");
 		TwoCacheRedisArg(&cmds[0], conditional_set_script, strlen(conditional_set_script));
 		TwoCacheRedisArg(&cmds[0], "1", 1);
 		TwoCacheRedisArg(&cmds[0], rkey, rklen);
@@ -713,456 +665,4 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		TwoCacheRedisFreeReplies(1 + ntags, replies);
 		return ok;
 	}
-}
-
-/*
- * Delete key from L2 and publish it.  *existed says whether Redis had it.
- * Returns false with errbuf set if Redis is unavailable.
- */
-bool
-L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen)
-{
-	TcRedisCommand cmds[2];
-	redisReply *replies[2] = {NULL, NULL};
-	size_t		rklen;
-	char	   *rkey = l2_key(key, &rklen);
-	int			msglen;
-	char	   *msg = l2_message(key, TC_MSG_DEL, &msglen);
-
-	cmd_start(&cmds[0], "DEL");
-	TwoCacheRedisArg(&cmds[0], rkey, rklen);
-	cmd_add_publish(&cmds[1], msg, msglen);
-	if (!TwoCacheRedisBackendExec(2, cmds, replies, errbuf, errlen))
-		return false;
-	*existed = replies[0]->type == REDIS_REPLY_INTEGER && replies[0]->integer > 0;
-	if (!reply_is_error(replies[1]))
-		TwoCacheCount(TC_INVALIDATIONS_SENT, 1);
-	TwoCacheRedisFreeReplies(2, replies);
-	return true;
-}
-
-/*
- * Members a round of a tag invalidation asks SSCAN for, and the most rounds
- * one invalidation takes: 10M members need 20000 rounds of 500, and SSCAN
- * may return fewer than COUNT from a sparse table, hence the margin.
- */
-#define TAG_ROUND_COUNT		"500"
-#define TAG_MAX_ROUNDS		100000
-
-/* Run a round trip on conn, or on the backend's connection when it is NULL. */
-static bool
-tag_exec(redisContext *conn, TcRedisCommand *cmd, redisReply **reply,
-		 char *errbuf, size_t errlen)
-{
-	if (conn == NULL)
-		return TwoCacheRedisBackendExec(1, cmd, reply, errbuf, errlen);
-	return TwoCacheRedisExec(conn, 1, cmd, reply, twocache_redis_timeout,
-							 errbuf, errlen);
-}
-
-/*
- * Record that Redis refused a step of a tag invalidation (errbuf says how):
- * an error like a dropped connection, counted in redis_errors.  On the
- * backend's connection that also starts the retry interval; the worker
- * records it as its last error itself.
- */
-static void
-tag_refused(redisContext *conn, redisReply *reply, const char *what,
-			char *errbuf, size_t errlen)
-{
-	snprintf(errbuf, errlen, "Redis refused %s: %s", what,
-			 reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-	if (reply != NULL)
-		TwoCacheRedisFreeReplies(1, &reply);
-	if (conn == NULL)
-		TwoCacheRedisBackendFailed(errbuf);
-	else
-		TwoCacheCount(TC_REDIS_ERRORS, 1);
-}
-
-/*
- * Invalidate a tag in L2 in bounded rounds, whatever the size of its set:
- * each round is one short script (SSCAN of the set from a cursor, DEL and
- * SREM of the members returned that start with member_prefix, "" for all),
- * until the cursor comes back to 0.  SSCAN returns every member that is in
- * the set for the whole scan; a member added meanwhile (a fill) may stay,
- * indexed, so the set itself is never deleted (an empty set vanishes).
- * msg is published on channel only after the last round, so that receivers,
- * who drop their L1 entries and fence fills, cannot refill an old value from
- * Redis.  conn is the connection to use, NULL for the backend's own.
- * *deleted (if not NULL) gets how many keys were deleted.  Returns false
- * with errbuf set if Redis is unavailable or refused a step (counted in
- * redis_errors), or if the set did not end within TAG_MAX_ROUNDS rounds
- * (the message is still sent then).  Each round trip is bounded by
- * twocache.redis_timeout.  Never raises an ERROR because of Redis.
- */
-bool
-L2TagInvalidateBatched(redisContext *conn, const char *set, size_t setlen,
-					   const char *member_prefix, size_t prefixlen,
-					   const char *channel, const char *msg, int msglen,
-					   int64 *deleted, char *errbuf, size_t errlen)
-{
-	char		cursor[32] = "0";
-	int64		ndeleted = 0;
-	int			rounds = 0;
-	TcRedisCommand cmd;
-	redisReply *reply = NULL;
-
-	do
-	{
-		redisReply *next;
-		redisReply *count;
-
-		if (rounds++ >= TAG_MAX_ROUNDS)
-			break;
-		CHECK_FOR_INTERRUPTS(); /* held off after commit */
-		cmd_start(&cmd, "EVAL");
-		TwoCacheRedisArg(&cmd, tag_invalidate_round_script,
-						 strlen(tag_invalidate_round_script));
-		TwoCacheRedisArg(&cmd, "1", 1);
-		TwoCacheRedisArg(&cmd, set, setlen);
-		TwoCacheRedisArg(&cmd, cursor, strlen(cursor));
-		TwoCacheRedisArg(&cmd, TAG_ROUND_COUNT, strlen(TAG_ROUND_COUNT));
-		TwoCacheRedisArg(&cmd, member_prefix, prefixlen);
-		reply = NULL;
-		if (!tag_exec(conn, &cmd, &reply, errbuf, errlen))
-			return false;
-		if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-			(next = reply->element[0])->type != REDIS_REPLY_STRING ||
-			next->len == 0 || next->len >= sizeof(cursor) ||
-			(count = reply->element[1])->type != REDIS_REPLY_INTEGER)
-		{
-			tag_refused(conn, reply, "the tag invalidation", errbuf, errlen);
-			return false;
-		}
-		memcpy(cursor, next->str, next->len);
-		cursor[next->len] = '\0';
-		ndeleted += count->integer;
-		TwoCacheRedisFreeReplies(1, &reply);
-	} while (strcmp(cursor, "0") != 0);
-
-	if (deleted != NULL)
-		*deleted = ndeleted;
-
-	cmd_start(&cmd, "PUBLISH");
-	TwoCacheRedisArg(&cmd, channel, strlen(channel));
-	TwoCacheRedisArg(&cmd, msg, msglen);
-	reply = NULL;
-	if (!tag_exec(conn, &cmd, &reply, errbuf, errlen))
-		return false;
-	if (reply->type != REDIS_REPLY_INTEGER)
-	{
-		tag_refused(conn, reply, "the tag invalidation message", errbuf, errlen);
-		return false;
-	}
-	TwoCacheRedisFreeReplies(1, &reply);
-	TwoCacheCount(TC_INVALIDATIONS_SENT, 1);
-
-	if (strcmp(cursor, "0") != 0)
-	{
-		snprintf(errbuf, errlen,
-				 "the tag's set in Redis did not come to an end in %d rounds of %s members",
-				 TAG_MAX_ROUNDS, TAG_ROUND_COUNT);
-		return false;
-	}
-	return true;
-}
-
-/*
- * Invalidate a tag of database dbid (of role roleid only, if valid) in L2 on
- * the backend's connection: delete the keys of its set, in bounded rounds,
- * and publish it (L2TagInvalidateBatched).  Returns false with errbuf set if
- * Redis is unavailable or refused.
- */
-bool
-L2InvalidateTag(Oid dbid, Oid roleid, const char *tag, int taglen,
-				char *errbuf, size_t errlen)
-{
-	ArcKey		t;
-	size_t		slen;
-	char	   *set;
-	size_t		prefixlen;
-	char	   *prefix;
-	int			msglen;
-	char	   *msg;
-
-	t.dbid = dbid;
-	t.roleid = roleid;
-	t.data = tag;
-	t.len = taglen;
-	set = L2TagSetName(&t, dbid == InvalidOid ? "" : current_dbname(), &slen);
-	prefix = L2RolePrefix(current_dbname(), key_rolename(roleid), &prefixlen);
-	msg = l2_message(&t, TC_MSG_TAG, &msglen);
-	return L2TagInvalidateBatched(NULL, set, slen, prefix, prefixlen,
-								  twocache_channel, msg, msglen, NULL,
-								  errbuf, errlen);
-}
-
-/* ----------------------------------------------------------------
- * Post-commit re-delete
- * ----------------------------------------------------------------
- */
-
-static void
-free_pending(void)
-{
-	while (pending_deletes != NULL)
-	{
-		PendingDelete *next = pending_deletes->next;
-
-		pfree(pending_deletes);
-		pending_deletes = next;
-	}
-}
-
-static void
-apply_pending(void)
-{
-	PendingDelete *d;
-	int			n = 0;
-	int			ntags = 0;
-	int			tags_failed = 0;
-	int			i;
-	TcRedisCommand *cmds;
-	redisReply **replies;
-	char		err[512];
-	XLogRecPtr	lsn;
-
-	int			ncmds = 0;
-
-	for (d = pending_deletes; d != NULL; d = d->next)
-	{
-		if (d->is_tag)
-		{
-			(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.roleid,
-											  d->key.data, d->key.len,
-											  InvalidXLogRecPtr);
-			ntags++;
-		}
-		else
-		{
-			(void) TwoCacheLocalDelete(&d->key);
-			n++;
-		}
-	}
-	if (n + ntags == 0 || !TwoCacheRedisEnabled())
-		return;
-
-	/* the messages hold from the commit on, not from the first delete */
-	lsn = TwoCacheInvalidationLsn();
-	cmds = MemoryContextAlloc(TopMemoryContext, sizeof(TcRedisCommand) * 2 * Max(n, 1));
-	replies = MemoryContextAllocZero(TopMemoryContext, sizeof(redisReply *) * 2 * Max(n, 1));
-	for (d = pending_deletes, i = 0; d != NULL; d = d->next)
-	{
-		TwoCacheMessageSetLsn(d->msg, d->msglen, lsn);
-		if (d->is_tag)
-			continue;			/* in rounds of their own, below */
-		cmd_start(&cmds[i], "DEL");
-		TwoCacheRedisArg(&cmds[i], d->rkey, d->rkeylen);
-		cmd_add_publish(&cmds[i + 1], d->msg, d->msglen);
-		i += 2;
-	}
-	ncmds = i;
-
-	/* no cancel may interrupt this: we are past the commit */
-	HOLD_INTERRUPTS();
-	if (ncmds > 0 && TwoCacheRedisBackendExec(ncmds, cmds, replies, err, sizeof(err)))
-	{
-		TwoCacheCount(TC_INVALIDATIONS_SENT, n);
-		TwoCacheRedisFreeReplies(ncmds, replies);
-	}
-	else if (ncmds > 0)
-		ereport(WARNING,
-				(errmsg("could not delete %d cache keys again in Redis after commit", n),
-				 errdetail("%s", err),
-				 errhint("They were deleted from the local cache; other servers keep them until they expire or are deleted again.")));
-
-	/*
-	 * Tags after the keys, each in bounded rounds however large its set.  A
-	 * failure is only a WARNING here: once Redis has failed, the backend
-	 * skips it for the retry interval, so the remaining tags fail at once.
-	 */
-	for (d = pending_deletes; d != NULL; d = d->next)
-	{
-		char		tagerr[512];
-
-		if (!d->is_tag)
-			continue;
-		if (!L2TagInvalidateBatched(NULL, d->rkey, d->rkeylen,
-									d->prefix, d->prefixlen,
-									twocache_channel, d->msg, d->msglen, NULL,
-									tagerr, sizeof(tagerr)))
-		{
-			if (tags_failed++ == 0)
-				strlcpy(err, tagerr, sizeof(err));
-		}
-	}
-	if (tags_failed > 0)
-		ereport(WARNING,
-				(errmsg("could not invalidate %d of %d cache tags again in Redis after commit",
-						tags_failed, ntags),
-				 errdetail("%s", err),
-				 errhint("They were invalidated in the local cache; other servers keep their entries until they expire or are invalidated again.")));
-	RESUME_INTERRUPTS();
-	pfree(cmds);
-	pfree(replies);
-}
-
-/*
- * At the end of a subtransaction: an abort forgets the invalidations the
- * trigger queued in it; a commit hands them to the parent.
- */
-static void
-l2_subxact_callback(SubXactEvent event, SubTransactionId mySubid pg_attribute_unused(),
-					SubTransactionId parentSubid pg_attribute_unused(),
-					void *arg pg_attribute_unused())
-{
-	int			level = GetCurrentTransactionNestLevel();
-	PendingDelete **link = &pending_deletes;
-
-	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
-		return;
-	while (*link != NULL)
-	{
-		PendingDelete *d = *link;
-
-		if (d->queued && d->nest_level >= level)
-		{
-			if (event == SUBXACT_EVENT_ABORT_SUB)
-			{
-				*link = d->next;
-				pfree(d);
-				continue;
-			}
-			d->nest_level = level - 1;
-		}
-		link = &d->next;
-	}
-}
-
-static void
-l2_xact_callback(XactEvent event, void *arg pg_attribute_unused())
-{
-	if (pending_deletes == NULL)
-		return;
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
-			apply_pending();
-			free_pending();
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			free_pending();
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * Remember a delete made inside a transaction block, to apply again after
- * commit.  Builds the Redis key and message now, while catalog access works.
- */
-static void
-remember(const ArcKey *key, bool is_tag, bool queued)
-{
-	PendingDelete *d;
-	size_t		rklen;
-	char	   *rkey;
-	int			msglen;
-	size_t		prefixlen = 0;
-	char	   *prefix = NULL;
-	char	   *msg = l2_message(key, is_tag ? TC_MSG_TAG : TC_MSG_DEL, &msglen);
-	char	   *p;
-
-	if (is_tag)
-	{
-		rkey = L2TagSetName(key, key->dbid == InvalidOid ? "" : current_dbname(), &rklen);
-		prefix = L2RolePrefix(current_dbname(), key_rolename(key->roleid), &prefixlen);
-	}
-	else
-		rkey = l2_key(key, &rklen);
-
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(l2_xact_callback, NULL);
-		RegisterSubXactCallback(l2_subxact_callback, NULL);
-		xact_callback_registered = true;
-	}
-
-	d = MemoryContextAlloc(TopMemoryContext,
-						   sizeof(PendingDelete) + key->len + rklen + msglen +
-						   prefixlen);
-	p = (char *) (d + 1);
-	memcpy(p, key->data, key->len);
-	d->key = *key;
-	d->key.data = p;
-	p += key->len;
-	memcpy(p, rkey, rklen);
-	d->rkey = p;
-	d->rkeylen = rklen;
-	p += rklen;
-	memcpy(p, msg, msglen);
-	d->msg = p;
-	d->msglen = msglen;
-	p += msglen;
-	if (prefixlen > 0)
-		memcpy(p, prefix, prefixlen);
-	d->prefix = p;
-	d->prefixlen = prefixlen;
-	d->is_tag = is_tag;
-	d->queued = queued;
-	d->nest_level = GetCurrentTransactionNestLevel();
-	d->next = pending_deletes;
-	pending_deletes = d;
-}
-
-void
-L2RememberDelete(const ArcKey *key)
-{
-	remember(key, false, false);
-}
-
-/* The same for a tag invalidation. */
-void
-L2RememberTagInvalidation(Oid dbid, Oid roleid, const char *tag, int taglen)
-{
-	ArcKey		t;
-
-	t.dbid = dbid;
-	t.roleid = roleid;
-	t.data = tag;
-	t.len = taglen;
-	t.hash = 0;
-	remember(&t, true, false);
-}
-
-/*
- * Queue a tag invalidation to send after commit (twocache_invalidate_trigger):
- * nothing happens now, a rollback (of the transaction or of the queueing
- * subtransaction) sends nothing.  A tag already queued is not queued again.
- */
-void
-L2QueueTagInvalidation(Oid dbid, const char *tag, int taglen)
-{
-	PendingDelete *d;
-	ArcKey		t;
-
-	for (d = pending_deletes; d != NULL; d = d->next)
-	{
-		if (d->is_tag && d->queued && d->key.dbid == dbid &&
-			d->key.roleid == InvalidOid &&
-			d->key.len == (uint32) taglen && memcmp(d->key.data, tag, taglen) == 0 &&
-			d->nest_level <= GetCurrentTransactionNestLevel())
-			return;
-	}
-	t.dbid = dbid;
-	t.roleid = InvalidOid;		/* every role's entries */
-	t.data = tag;
-	t.len = taglen;
-	t.hash = 0;
-	remember(&t, true, true);
 }

@@ -33,21 +33,10 @@ extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
 extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 				  TwoCacheOnlyIf only_if, const ArcTags *tags, bool *wrote,
 				  char *errbuf, size_t errlen);
-extern bool L2InvalidateTag(Oid dbid, Oid roleid, const char *tag, int taglen,
-							char *errbuf, size_t errlen);
-extern void L2RememberTagInvalidation(Oid dbid, Oid roleid, const char *tag,
-									  int taglen);
-extern void L2QueueTagInvalidation(Oid dbid, const char *tag, int taglen);
 extern char *L2TagSetName(const ArcKey *tag, const char *dbname, size_t *len);
 extern char *L2RolePrefix(const char *dbname, const char *rolename, size_t *len);
-struct redisContext;				/* hiredis; NULL: the backend's connection */
-extern bool L2TagInvalidateBatched(struct redisContext *conn,
-								   const char *set, size_t setlen,
-								   const char *member_prefix, size_t prefixlen,
-								   const char *channel, const char *msg, int msglen,
-								   int64 *deleted, char *errbuf, size_t errlen);
-extern bool L2Del(const ArcKey *key, bool *existed, char *errbuf, size_t errlen);
-extern void L2RememberDelete(const ArcKey *key);
+extern void L2ScopeNames(const ArcKey *key, const char **dbname,
+						 const char **rolename);
 extern XLogRecPtr TwoCacheInvalidationLsn(void);
 extern char *L2KeyName(const ArcKey *key, const char *dbname,
 					   const char *rolename, size_t *len);

@@ -457,3 +457,11 @@ TwoCacheRedisArg(TcRedisCommand *cmd, const char *arg, size_t len)
 	cmd->argvlen[cmd->argc] = len;
 	cmd->argc++;
 }
+
+/* Start a command: its name is its first argument. */
+void
+TwoCacheRedisCommand(TcRedisCommand *cmd, const char *name)
+{
+	cmd->argc = 0;
+	TwoCacheRedisArg(cmd, name, strlen(name));
+}

@@ -41,6 +41,7 @@ extern bool TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *
 							  char *errbuf, size_t errlen);
 extern void TwoCacheRedisFreeReplies(int n, redisReply **replies);
 extern void TwoCacheRedisFree(redisContext *c);
+extern void TwoCacheRedisCommand(TcRedisCommand *cmd, const char *name);
 extern void TwoCacheRedisArg(TcRedisCommand *cmd, const char *arg, size_t len);
 
 /* the backend's own connection */

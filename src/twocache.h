@@ -6,7 +6,9 @@
  * twocache keeps an ARC (arc.c) per partition of shared memory; each
  * partition owns a slice of the value arena (store.c), a dynahash directory,
  * its in-flight fetches (flight.c) and one LWLock.  fetch.c runs fetch
- * queries through SPI and funcs.c is the SQL surface.
+ * queries through SPI, l2.c is the Redis layer over redis.c's connections,
+ * inval.c owns deletes and tag invalidations (here and on every server),
+ * worker.c applies other servers' messages, and funcs.c is the SQL surface.
  *
  *-------------------------------------------------------------------------
  */
@@ -206,8 +208,6 @@ extern void TwoCacheProbe(const ArcKey *key, bool *is_value, int64 *ttl_ms);
 extern bool TwoCacheSet(const ArcKey *key, const char *value, uint32 len,
 						int64 ttl_ms, TwoCacheOnlyIf only_if, bool local_only,
 						const ArcTags *tags);
-extern uint64 TwoCacheInvalidateTag(Oid dbid, Oid roleid, const char *tag,
-									 int taglen);
 
 /* tags.c */
 struct FlightTicket;
@@ -221,7 +221,6 @@ extern bool TwoCacheTagsAreStale(Oid dbid, const ArcTags *tags,
 								 const struct FlightTicket *t);
 extern uint64 TwoCacheInvalidateTagLocal(Oid dbid, Oid roleid, const char *tag,
 										 int taglen, XLogRecPtr lsn);
-extern bool TwoCacheDel(const ArcKey *key, bool local_only);
 
 /* worker.c */
 extern void TwoCacheWorkerRegister(void);

@@ -70,6 +70,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "inval.h"
 #include "l2.h"
 #include "message.h"
 #include "redis.h"
@@ -483,9 +484,10 @@ defer_message(const TcMessage *msg, const ArcKey *key)
 /*
  * Apply again the queued invalidations whose WAL position has been replayed
  * (all of them once recovery has ended): in L1, then, for dels and tags, in
- * L2 with a message to every server (a tag in bounded rounds, its message
- * after the last).  One whose L2 part fails stays queued and is retried on
- * the next call.  Returns whether any remain queued.
+ * Redis with a message to every server (InvalSend, as a backend's delete
+ * does), then in L1 again (what a reader refilled from Redis meanwhile).
+ * One whose Redis part fails stays queued and is retried on the next call.
+ * Returns whether any remain queued.
  */
 static bool
 process_deferred(WorkerConn *wc)
@@ -519,12 +521,7 @@ process_deferred(WorkerConn *wc)
 			continue;
 		if (!d->l1_done)
 		{
-			if (d->op == TC_MSG_TAG)
-				(void) TwoCacheInvalidateTagLocal(d->key.dbid, d->key.roleid,
-												  d->key.data, d->key.len,
-												  InvalidXLogRecPtr);
-			else
-				(void) TwoCacheLocalDelete(&d->key);
+			(void) TwoCacheInvalidateLocal(&d->key, d->op == TC_MSG_TAG);
 			d->l1_done = true;
 		}
 		if (d->op != TC_MSG_SET && redis && nbatch < WORKER_DEFERRED_BATCH)
@@ -540,83 +537,30 @@ process_deferred(WorkerConn *wc)
 
 	if (nbatch > 0 && wc->cmd != NULL)
 	{
-		TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * 2 * nbatch);
-		redisReply **replies = palloc0(sizeof(redisReply *) * 2 * nbatch);
+		InvalItem  *items = palloc(sizeof(InvalItem) * nbatch);
+		InvalItem  *ptrs[WORKER_DEFERRED_BATCH];
 		char		err[512];
-		int			ndels = 0;
 		int			i;
 
-		/*
-		 * Tags first, each in bounded rounds of its own and published at the
-		 * end (L2TagInvalidateBatched).  One that fails stays queued, and
-		 * nothing more is sent on this connection in this pass: after a
-		 * failed exchange it may still have replies in flight.
-		 */
 		for (i = 0; i < nbatch; i++)
 		{
 			DeferredInvalidation *d = batch[i];
-			const char *rolename = d->rolename[0] ? d->rolename : NULL;
-			size_t		slen;
-			char	   *set;
-			size_t		prefixlen;
-			char	   *prefix;
-			int			msglen;
-			char	   *msg;
 
-			if (d->op != TC_MSG_TAG)
-			{
-				batch[ndels++] = d;
-				continue;
-			}
-			set = L2TagSetName(&d->key, d->dbname, &slen);
-			prefix = L2RolePrefix(d->dbname, rolename, &prefixlen);
-			msg = L2Message(&d->key, d->dbname, rolename, d->op, d->lsn, &msglen);
-			if (!L2TagInvalidateBatched(wc->cmd, set, slen, prefix, prefixlen,
-										wc->channel, msg, msglen, NULL,
-										err, sizeof(err)))
-			{
-				state_error(err);	/* the ping notices if Redis is gone */
-				ndels = 0;
-				break;
-			}
-			dlist_delete(&d->node);
-			pfree(d);
+			InvalItemBuild(&items[i], &d->key, d->op == TC_MSG_TAG, d->dbname,
+						   d->rolename[0] ? d->rolename : NULL, d->lsn);
+			ptrs[i] = &items[i];
+		}
+		if (!InvalSend(wc->cmd, wc->channel, ptrs, nbatch, err, sizeof(err)))
+			state_error(err);	/* the ping notices if Redis is gone */
+		for (i = 0; i < nbatch; i++)
+		{
+			if (!items[i].sent)
+				continue;		/* stays queued */
+			(void) TwoCacheInvalidateLocal(&batch[i]->key, batch[i]->op == TC_MSG_TAG);
+			dlist_delete(&batch[i]->node);
+			pfree(batch[i]);
 			ndeferred--;
 		}
-		nbatch = ndels;
-
-		for (i = 0; i < nbatch; i++)
-		{
-			DeferredInvalidation *d = batch[i];
-			const char *rolename = d->rolename[0] ? d->rolename : NULL;
-			size_t		rklen;
-			int			msglen;
-			char	   *msg = L2Message(&d->key, d->dbname, rolename, d->op,
-										d->lsn, &msglen);
-			char	   *rkey = L2KeyName(&d->key, d->dbname, rolename, &rklen);
-
-			cmds[2 * i].argc = 0;
-			TwoCacheRedisArg(&cmds[2 * i], "DEL", 3);
-			TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
-			cmds[2 * i + 1].argc = 0;
-			TwoCacheRedisArg(&cmds[2 * i + 1], "PUBLISH", 7);
-			TwoCacheRedisArg(&cmds[2 * i + 1], wc->channel, strlen(wc->channel));
-			TwoCacheRedisArg(&cmds[2 * i + 1], msg, msglen);
-		}
-		if (nbatch > 0 && TwoCacheRedisExec(wc->cmd, 2 * nbatch, cmds, replies,
-											twocache_redis_timeout, err, sizeof(err)))
-		{
-			TwoCacheRedisFreeReplies(2 * nbatch, replies);
-			TwoCacheCount(TC_INVALIDATIONS_SENT, nbatch);
-			for (i = 0; i < nbatch; i++)
-			{
-				dlist_delete(&batch[i]->node);
-				pfree(batch[i]);
-				ndeferred--;
-			}
-		}
-		else if (nbatch > 0)
-			state_error(err);	/* the ping notices if Redis is gone */
 	}
 	state_deferred();
 	return ndeferred > 0 || !XLogRecPtrIsInvalid(deferred_overflow_lsn);
@@ -654,11 +598,8 @@ apply_message(const char *data, size_t len)
 	TwoCacheKeyInit(&key, dbid, roleid, msg.key, msg.keylen);
 	if (must_defer(&msg))
 		defer_message(&msg, &key);
-	else if (msg.op == TC_MSG_TAG)
-		(void) TwoCacheInvalidateTagLocal(dbid, roleid, msg.key, msg.keylen,
-										  InvalidXLogRecPtr);
 	else
-		(void) TwoCacheLocalDelete(&key);
+		(void) TwoCacheInvalidateLocal(&key, msg.op == TC_MSG_TAG);
 	TwoCacheCount(TC_INVALIDATIONS_RECEIVED, 1);
 }
 

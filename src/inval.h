@@ -1,0 +1,48 @@
+/*-------------------------------------------------------------------------
+ *
+ * inval.h
+ *	  Invalidation: deletes and tag invalidations, here and on every server
+ *	  (inval.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TWOCACHE_INVAL_H
+#define TWOCACHE_INVAL_H
+
+#include "access/xlogdefs.h"
+#include "twocache.h"
+
+/*
+ * The Redis side of one invalidation: a key to DEL, or a tag's set to empty
+ * (of the members starting with prefix; prefixlen 0: all), and the message
+ * to PUBLISH after it.
+ */
+typedef struct InvalItem
+{
+	bool		is_tag;
+	char	   *rkey;			/* the Redis key, or the tag's set */
+	size_t		rkeylen;
+	char	   *prefix;			/* a tag of one role: its members' prefix */
+	size_t		prefixlen;
+	char	   *msg;			/* encoded message (message.c) */
+	int			msglen;
+	/* set by InvalSend */
+	bool		sent;			/* Redis did it and took the message */
+	int64		deleted;		/* Redis keys it deleted */
+} InvalItem;
+
+extern bool TwoCacheDel(const ArcKey *key, bool local_only);
+extern uint64 TwoCacheInvalidateTag(Oid dbid, Oid roleid, const char *tag,
+									int taglen);
+extern void TwoCacheQueueTagInvalidation(Oid dbid, const char *tag, int taglen);
+extern uint64 TwoCacheInvalidateLocal(const ArcKey *key, bool is_tag);
+extern bool TwoCacheTakeBack(const ArcKey *key);
+
+extern void InvalItemBuild(InvalItem *item, const ArcKey *key, bool is_tag,
+						   const char *dbname, const char *rolename,
+						   XLogRecPtr lsn);
+struct redisContext;			/* hiredis; NULL: the backend's connection */
+extern bool InvalSend(struct redisContext *conn, const char *channel,
+					  InvalItem **items, int n, char *errbuf, size_t errlen);
+
+#endif							/* TWOCACHE_INVAL_H */

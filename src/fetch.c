@@ -13,6 +13,19 @@
  * our own that keeps the first.  Errors, its own or ours, carry a CONTEXT
  * line naming the key.
  *
+ * The query runs, and its value is converted to text, under fixed output
+ * settings (DateStyle ISO, IntervalStyle postgres, extra_float_digits 3,
+ * bytea_output hex), so what is cached never depends on the filling
+ * session's settings.  They are set at a GUC nest level of our own, as for
+ * a function's SET clause: a fetch that returns restores the caller's
+ * settings itself, and one that fails leaves that to the abort of the
+ * (sub)transaction the error ends, which unwinds every level opened inside
+ * it.  Only a session-level SET made by the query itself outlasts the
+ * fetch, as it outlasts a SET clause.  DateStyle names the style only, so
+ * the session's field order (DMY, MDY, YMD) still decides how date input in
+ * the query is read.  The TTL column is read as an interval, not as text,
+ * so no setting affects it.
+ *
  * With twocache.auto_tag the query is prepared first, and the tables its
  * plans depend on (tables, partitioned tables and materialized views,
  * including those under views) become the value's tags, named as
@@ -32,6 +45,7 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
@@ -185,6 +199,37 @@ collect_tables(SPIPlanPtr plan, FetchResult *result, MemoryContext cxt)
 	MemoryContextSwitchTo(old);
 }
 
+/* The output settings of SPEC section 4, in force while a fetch runs. */
+static const struct
+{
+	const char *name;
+	const char *value;
+}			fixed_output_settings[] =
+{
+	{"DateStyle", "ISO"},
+	{"IntervalStyle", "postgres"},
+	{"extra_float_digits", "3"},
+	{"bytea_output", "hex"},
+};
+
+/*
+ * Open a GUC nest level and set the fixed output settings in it.  Returns
+ * the level, for AtEOXact_GUC.
+ */
+static int
+use_fixed_output_settings(void)
+{
+	int			nestlevel = NewGUCNestLevel();
+	int			i;
+
+	for (i = 0; i < (int) lengthof(fixed_output_settings); i++)
+		(void) set_config_option(fixed_output_settings[i].name,
+								 fixed_output_settings[i].value,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
 /* Fetch queries of this backend in progress (nested ones included). */
 static int	fetch_depth = 0;
 
@@ -216,6 +261,7 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 	FetchReceiver receiver;
 	SPIExecuteOptions options;
 	int			ret;
+	int			guc_level;
 
 	memset(result, 0, sizeof(FetchResult));
 	memset(&receiver, 0, sizeof(receiver));
@@ -240,6 +286,7 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 		elog(ERROR, "SPI_connect failed");
 
 	TwoCacheFetchDepthCheck();
+	guc_level = use_fixed_output_settings();
 	XactReadOnly = true;
 	fetch_depth++;
 	PG_TRY();
@@ -287,6 +334,8 @@ TwoCacheRunFetch(const char *query, const ArcKey *key, FetchResult *result)
 				 errmsg("fetch query must return rows"),
 				 errdetail("It is a statement that returns no result set.")));
 
+	/* the caller's settings again; after an error, the abort restores them */
+	AtEOXact_GUC(true, guc_level);
 	SPI_finish();
 	error_context_stack = errcb.previous;
 }

@@ -16,12 +16,39 @@
  *	- Deletes and expiries remove an entry without making it a ghost, so the
  *	  cache may hold fewer than c entries after warm-up; REPLACE then runs
  *	  only while T1 and T2 together are full.
- *	- When the arena cannot hold a new value, REPLACE runs until it fits,
- *	  then ghosts are dropped (they hold keys), LRU first.
+ *	- When the arena cannot hold a new key or value, ghosts give their key
+ *	  bytes back first, oldest ghost first; only when no ghost holds any
+ *	  does REPLACE run, until the new key or value fits.
+ *
+ * Ghosts and memory.  The directory has room for 2c entries from the start
+ * (shmem.c), so a ghost's entry costs nothing more; only its key bytes live
+ * in the arena, next to the residents' keys and values.  When
+ * twocache.memory binds before twocache.max_entries does, up to c ghost keys
+ * would take the arena from residents, and with long keys they take most of
+ * it: REPLACE would evict residents to keep keys that have no value.  So a
+ * ghost holds its key bytes only while the arena has room for them.  When an
+ * allocation fails, the oldest ghost that still holds key bytes (keyed_ghosts
+ * is a list of those, newest first) frees them and keeps, in its directory
+ * entry, the key's length and a 64-bit fingerprint of its bytes
+ * (ArcKeyPrint); its directory key gets len = 0 and points at that print.
+ * It stays where it was in B1 or B2 and ArcFind still finds it, so ghost
+ * hits adapt p exactly as before.  Dropping such ghosts instead would also
+ * give their memory back, but would starve the ARC of the history it adapts
+ * p from just when memory binds: every demoted entry's ghost would go at the
+ * next allocation, B1 and B2 would stay empty and p would never move.
+ * Keeping the bytes while there is room is what lets twocache_entries()
+ * name ghosts (a ghost that gave its bytes up shows a NULL key), and it
+ * leaves the lists, and so test/t/001_arc_trace.pl, unchanged when memory
+ * does not bind.  Keys are never empty, so len = 0 marks a print; a print
+ * matches a key of the same database, role, 32-bit hash, length and
+ * fingerprint.  Two different keys alike in all of those would be taken for
+ * one ghost: that can misplace an entry in the ARC (a ghost has no value),
+ * never serve a wrong value.
  *
  * Locking: every function here expects the partition's LWLock held
- * exclusively, except ArcFind, for which shared mode suffices.  Nothing here
- * does I/O, raises errors or allocates backend memory.
+ * exclusively, except ArcFind, for which shared mode suffices (a ghost's
+ * print, like the rest of an entry, changes only under the exclusive lock).
+ * Nothing here does I/O, raises errors or allocates backend memory.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +59,26 @@
 #include "arc.h"
 #include "twocache.h"
 
+/*
+ * Seed of a ghost's fingerprint: any nonzero one, so that its bits are not
+ * those of the key's 32-bit hash.
+ */
+#define ARC_PRINT_SEED		UINT64CONST(0x74776f6361636865)
+
+/* Is this directory key a ghost's print rather than key bytes? */
+static inline bool
+key_is_print(const ArcKey *key)
+{
+	return key->len == 0;
+}
+
+static inline uint64
+key_fingerprint(const ArcKey *key)
+{
+	return hash_bytes_extended((const unsigned char *) key->data,
+							   (int) key->len, ARC_PRINT_SEED);
+}
+
 static inline ArcEntry *
 list_lru(ArcPartition *part, ArcList list)
 {
@@ -40,12 +87,15 @@ list_lru(ArcPartition *part, ArcList list)
 	return dlist_tail_element(ArcEntry, node, &part->lists[list]);
 }
 
+/* Put an entry on a list; a ghost with key bytes also goes on keyed_ghosts. */
 static inline void
 list_push_mru(ArcPartition *part, ArcEntry *e, ArcList list)
 {
 	e->list = list;
 	dlist_push_head(&part->lists[list], &e->node);
 	part->len[list]++;
+	if (ArcListIsGhost(list) && !key_is_print(&e->key))
+		dlist_push_head(&part->keyed_ghosts, &e->keyed_node);
 }
 
 static inline void
@@ -53,6 +103,8 @@ list_unlink(ArcPartition *part, ArcEntry *e)
 {
 	dlist_delete(&e->node);
 	part->len[e->list]--;
+	if (ArcListIsGhost(e->list) && !key_is_print(&e->key))
+		dlist_delete(&e->keyed_node);
 }
 
 static inline void
@@ -70,12 +122,33 @@ free_value(ArcPartition *part, ArcEntry *e)
 static void
 forget_entry(ArcPartition *part, HTAB *hash, ArcEntry *e)
 {
-	char	   *keydata = (char *) e->key.data;
+	char	   *keydata = key_is_print(&e->key) ? NULL : (char *) e->key.data;
 	bool		found;
 
 	free_value(part, e);
 	hash_search_with_hash_value(hash, &e->key, e->key.hash, HASH_REMOVE, &found);
 	Assert(found);
+	if (keydata != NULL)
+		ArenaFree(&part->arena, keydata);
+}
+
+/*
+ * The oldest ghost that still holds key bytes gives them back to the arena,
+ * keeping its key's length and fingerprint: it stays in its list, and
+ * ArcFind finds it as before.  keyed_ghosts must not be empty.
+ */
+static void
+release_ghost_key(ArcPartition *part)
+{
+	ArcEntry   *e = dlist_tail_element(ArcEntry, keyed_node, &part->keyed_ghosts);
+	char	   *keydata = (char *) e->key.data;
+
+	Assert(ArcListIsGhost(e->list) && !key_is_print(&e->key));
+	dlist_delete(&e->keyed_node);
+	e->print.fingerprint = key_fingerprint(&e->key);
+	e->print.len = e->key.len;
+	e->key.data = (const char *) &e->print;
+	e->key.len = 0;
 	ArenaFree(&part->arena, keydata);
 }
 
@@ -119,12 +192,13 @@ arc_replace(ArcPartition *part, bool x_in_b2, uint64 *evicted)
 }
 
 /*
- * Allocate from the arena, running REPLACE while it is full and then
- * dropping ghosts.  The entry being stored must not be on any list.
+ * Allocate from the arena.  While it is full, ghosts give up their key bytes
+ * first; only when none holds any does REPLACE demote a resident (whose
+ * ghost then gives up its key bytes in turn).  The entry being stored must
+ * not be on any list.
  */
 static char *
-alloc_evicting(ArcPartition *part, HTAB *hash, Size size, bool x_in_b2,
-			   uint64 *evicted)
+alloc_evicting(ArcPartition *part, Size size, bool x_in_b2, uint64 *evicted)
 {
 	for (;;)
 	{
@@ -132,12 +206,10 @@ alloc_evicting(ArcPartition *part, HTAB *hash, Size size, bool x_in_b2,
 
 		if (p != NULL)
 			return p;
-		if (part->len[ARC_T1] + part->len[ARC_T2] > 0)
+		if (!dlist_is_empty(&part->keyed_ghosts))
+			release_ghost_key(part);
+		else if (part->len[ARC_T1] + part->len[ARC_T2] > 0)
 			arc_replace(part, x_in_b2, evicted);
-		else if (part->len[ARC_B1] > 0)
-			drop_lru(part, hash, ARC_B1);
-		else if (part->len[ARC_B2] > 0)
-			drop_lru(part, hash, ARC_B2);
 		else
 			return NULL;
 	}
@@ -145,7 +217,11 @@ alloc_evicting(ArcPartition *part, HTAB *hash, Size size, bool x_in_b2,
 
 /*
  * dynahash support: the hash is computed once by the caller and kept in the
- * key; equality compares database and bytes.
+ * key; equality compares database, role and bytes.  dynahash passes the
+ * directory's key first and the key searched for second.  A directory key
+ * that is a ghost's print matches a key with the print's length and
+ * fingerprint; a print searched for (forget_entry removing that ghost)
+ * matches only itself.
  */
 uint32
 ArcKeyHash(const void *key, Size keysize pg_attribute_unused())
@@ -160,8 +236,19 @@ ArcKeyMatch(const void *key1, const void *key2,
 	const ArcKey *a = key1;
 	const ArcKey *b = key2;
 
-	if (a->hash != b->hash || a->dbid != b->dbid || a->roleid != b->roleid ||
-		a->len != b->len)
+	if (a->hash != b->hash || a->dbid != b->dbid || a->roleid != b->roleid)
+		return 1;
+	if (key_is_print(b))
+		return a->data == b->data ? 0 : 1;
+	if (key_is_print(a))
+	{
+		const ArcKeyPrint *print = (const ArcKeyPrint *) a->data;
+
+		if (print->len != b->len)
+			return 1;
+		return print->fingerprint == key_fingerprint(b) ? 0 : 1;
+	}
+	if (a->len != b->len)
 		return 1;
 	return memcmp(a->data, b->data, a->len);
 }
@@ -182,6 +269,7 @@ ArcPartitionInit(ArcPartition *part, LWLock *lock, int capacity,
 		dlist_init(&part->lists[i]);
 		part->len[i] = 0;
 	}
+	dlist_init(&part->keyed_ghosts);
 	dlist_init(&part->flights);
 	ArenaInit(&part->arena, arena_base, arena_size);
 }
@@ -214,7 +302,8 @@ ArcRemove(ArcPartition *part, HTAB *hash, ArcEntry *e)
 /*
  * Largest key plus value a partition can always make room for: half its
  * arena, less what a resident key may cost, since after evicting everything
- * else one key chunk can still split the free space in two.
+ * else (and every ghost giving up its key bytes) the key chunk of the entry
+ * being stored can still split the free space in two.
  */
 Size
 ArcMaxItemSize(ArcPartition *part)
@@ -243,6 +332,7 @@ ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
 	int			c = part->capacity;
 	bool		found;
 
+	Assert(key->len > 0);
 	if (key->len + vsize + 2 * ArenaChunkOverhead() > ArcMaxItemSize(part))
 		return ARC_TOO_LARGE;
 
@@ -254,7 +344,7 @@ ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
 		free_value(part, e);
 		if (vsize > 0)
 		{
-			vcopy = alloc_evicting(part, hash, vsize, false, evicted);
+			vcopy = alloc_evicting(part, vsize, false, evicted);
 			if (vcopy == NULL)
 			{
 				forget_entry(part, hash, e);
@@ -277,9 +367,23 @@ ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
 		if (part->len[ARC_T1] + part->len[ARC_T2] >= c)
 			arc_replace(part, in_b2, evicted);
 		list_unlink(part, e);
+		if (key_is_print(&e->key))
+		{
+			/* it gave its key bytes up: a resident needs them back */
+			char	   *kcopy = alloc_evicting(part, key->len, in_b2, evicted);
+
+			if (kcopy == NULL)
+			{
+				forget_entry(part, hash, e);
+				return ARC_TOO_LARGE;
+			}
+			memcpy(kcopy, key->data, key->len);
+			e->key.data = kcopy;
+			e->key.len = key->len;
+		}
 		if (vsize > 0)
 		{
-			vcopy = alloc_evicting(part, hash, vsize, in_b2, evicted);
+			vcopy = alloc_evicting(part, vsize, in_b2, evicted);
 			if (vcopy == NULL)
 			{
 				forget_entry(part, hash, e);
@@ -317,12 +421,12 @@ ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
 				arc_replace(part, false, evicted);
 		}
 
-		kcopy = alloc_evicting(part, hash, Max(key->len, 1), false, evicted);
+		kcopy = alloc_evicting(part, key->len, false, evicted);
 		if (kcopy == NULL)
 			return ARC_TOO_LARGE;
 		if (vsize > 0)
 		{
-			vcopy = alloc_evicting(part, hash, vsize, false, evicted);
+			vcopy = alloc_evicting(part, vsize, false, evicted);
 			if (vcopy == NULL)
 			{
 				ArenaFree(&part->arena, kcopy);

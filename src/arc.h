@@ -19,15 +19,20 @@
 #include "storage/lwlock.h"
 #include "utils/hsearch.h"
 
-/* Key identity: hashed once per call, compared byte for byte. */
+/*
+ * Key identity: hashed once per call, compared byte for byte, or by
+ * fingerprint against a ghost that gave its key bytes up (arc.c).
+ */
 typedef struct ArcKey
 {
 	uint32		hash;			/* hash of dbid, roleid and bytes */
 	Oid			dbid;			/* InvalidOid when twocache.scope = cluster */
 	Oid			roleid;			/* InvalidOid unless twocache.scope = role */
-	uint32		len;
-	const char *data;			/* arena copy in the directory; caller's
-								 * bytes in a lookup key */
+	uint32		len;			/* never 0, except in the directory for a
+								 * ghost without key bytes */
+	const char *data;			/* arena copy in the directory (that ghost's
+								 * ArcKeyPrint); caller's bytes in a lookup
+								 * key */
 } ArcKey;
 
 typedef enum ArcList
@@ -51,11 +56,27 @@ typedef struct ArcTags
 	uint32		len;
 } ArcTags;
 
-/* A directory entry (dynahash element); ghosts keep only the key. */
+/*
+ * What a ghost keeps of its key once its key bytes went back to the arena:
+ * the key's length and a 64-bit fingerprint of its bytes.
+ */
+typedef struct ArcKeyPrint
+{
+	uint64		fingerprint;
+	uint32		len;
+} ArcKeyPrint;
+
+/*
+ * A directory entry (dynahash element).  Ghosts keep only the key: its
+ * bytes while the arena has room for them, then just its ArcKeyPrint.
+ */
 typedef struct ArcEntry
 {
 	ArcKey		key;			/* hash key: must be first */
 	dlist_node	node;			/* place in lists[list]; head = MRU end */
+	dlist_node	keyed_node;		/* place in keyed_ghosts, for a ghost that
+								 * still holds key bytes */
+	ArcKeyPrint print;			/* a ghost without key bytes: its key */
 	uint8		list;			/* ArcList */
 	bool		negative;		/* typed not-found placeholder */
 	uint8		encoding;		/* server encoding the value is in (pg_enc) */
@@ -103,6 +124,8 @@ typedef struct ArcPartition
 	int			p;				/* target size of T1 */
 	int			len[ARC_NLISTS];
 	dlist_head	lists[ARC_NLISTS];
+	dlist_head	keyed_ghosts;	/* ghosts of B1 and B2 whose key bytes are
+								 * in the arena; head = newest */
 
 	/* fencing of in-flight fills (flight.c) */
 	uint64		inval_counter;

@@ -484,7 +484,9 @@ copy_entries(bool all_scopes, bool live_only)
 				if (live_only && (!TwoCacheEntryIsLive(e, now) || e->negative))
 					continue;
 				c = palloc(sizeof(EntryCopy));
-				c->key = cstring_to_text_with_len(e->key.data, e->key.len);
+				/* a ghost that gave its key bytes up (arc.c) has none to show */
+				c->key = e->key.len == 0 ? NULL :
+					cstring_to_text_with_len(e->key.data, e->key.len);
 				c->list = l;
 				c->pos = pos;
 				c->value_bytes = e->value_len;
@@ -544,6 +546,7 @@ twocache_entries(PG_FUNCTION_ARGS)
 		bool		ghost = ArcListIsGhost(c->list);
 
 		values[0] = PointerGetDatum(c->key);
+		isnull[0] = c->key == NULL;
 		values[1] = CStringGetTextDatum(list_names[c->list]);
 		values[2] = Int32GetDatum(c->pos);
 		values[3] = Int32GetDatum(c->value_bytes);

@@ -174,6 +174,10 @@ main(int argc, char **argv)
 	set_key(&m, "config", 6);
 	seed(&m, "set-cluster");
 
+	init_msg(&m, TC_MSG_GENERATION, "primary", NULL, UINT64CONST(0x16B3748), UINT64CONST(7301828452437217042));
+	set_key(&m, "42", 2);
+	seed(&m, "generation");
+
 	init_msg(&m, TC_MSG_DEL, "primary", "app", UINT64CONST(0x16B3748), UINT64CONST(7301828452437217042));
 	set_role(&m, "alice");
 	set_key(&m, "report:42", 9);

@@ -362,7 +362,9 @@ fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
 {
 	L2Entry		e;
 
-	if (!TwoCacheRedisEnabled() || !L2Get(1, key, &e) || !e.found)
+	/* withheld: an invalidation of it Redis has not taken yet (inval.c) */
+	if (!TwoCacheRedisEnabled() || !L2Get(1, key, &e) || !e.found ||
+		InvalL2Withheld(key, &e.tags, e.generation))
 	{
 		if (TwoCacheRedisEnabled())
 			TwoCacheCount(TC_L2_MISSES, 1);
@@ -487,7 +489,9 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	 * we write it, take the write back (the L1 store below sees the same
 	 * fence and refuses).
 	 */
-	if (TwoCacheRedisEnabled() && !fill_is_stale(part, key, store_tags, t))
+	/* a key withheld from L2 (inval.c) still holds the old value there */
+	if (TwoCacheRedisEnabled() && !InvalL2Withheld(key, store_tags, PG_UINT64_MAX) &&
+		!fill_is_stale(part, key, store_tags, t))
 	{
 		bool		stored;
 
@@ -685,7 +689,8 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 		HTAB	   *hash;
 		ArcPartition *part = TwoCachePartitionFor(&mkeys[i], &hash);
 
-		if (!l2[i].found)
+		if (!l2[i].found ||
+			InvalL2Withheld(&mkeys[i], &l2[i].tags, l2[i].generation))
 		{
 			TwoCacheCount(TC_L2_MISSES, 1);
 			continue;

@@ -37,12 +37,24 @@
  * there is a WARNING.  An abort forgets the set; the abort of a
  * subtransaction forgets what the trigger queued in it.
  *
- * A Redis failure in step 2 leaves the invalidation applied locally only,
- * with a WARNING: other servers keep their copies until they expire or are
- * invalidated again.
+ * An invalidation Redis did not take in step 2 (down, timed out, an error
+ * reply such as READONLY) is not lost: it goes, with a WARNING, into a
+ * queue in shared memory (INVAL_QUEUE_SIZE entries), which the worker sends
+ * again as soon as Redis answers (InvalQueueReplay).  While it is queued the
+ * key is withheld from L2 on this server: reads treat Redis's copy as a
+ * miss, and so do reads of a value carrying a queued tag (counters by hash
+ * in shared memory, so the check costs one atomic read when nothing is
+ * queued; a collision only withholds a key needlessly), and fills do not
+ * write it to Redis.  If the queue overflows, every L2 read here is a miss
+ * until the worker has bumped the generation in Redis (<key_prefix>
+ * generation, INCR, and a 'g' message): every value carries the generation
+ * it was written in, and every server treats a value of an older
+ * generation as a miss, and flushes its L1 when it learns of a new one.
  *
- * Locking: none of its own.  Steps 1 and 3 take partition locks one at a
- * time (cache.c, tags.c); no lock is held across a Redis exchange.
+ * Locking: the queue is under its own LWLock (tranche "twocache
+ * invalidation queue"), never held across a Redis exchange nor together
+ * with a partition lock; its counters and the generation are atomics.
+ * Steps 1 and 3 take partition locks one at a time (cache.c, tags.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -65,6 +77,10 @@
 
 /* Invalidations one transaction remembers for after commit. */
 #define INVAL_MAX_PENDING	100000
+
+/* Invalidations Redis has not taken yet, and their counters by hash. */
+#define INVAL_QUEUE_SIZE	1024
+#define INVAL_QUEUE_SLOTS	4096
 
 /*
  * Members a round of a tag invalidation asks SSCAN for, and the most rounds
@@ -112,7 +128,38 @@ typedef struct Pending
 	bool		queued;			/* by the trigger: only after commit */
 	int			nest_level;		/* subtransaction that queued it */
 	InvalItem	item;
+	char		dbname[NAMEDATALEN];	/* for the queue, should Redis fail */
+	char		rolename[NAMEDATALEN];	/* "" unless role scope */
 } Pending;
+
+/* An invalidation Redis has not taken yet (shared memory). */
+typedef struct QueuedInval
+{
+	bool		is_tag;
+	uint32		slot;			/* its withheld counter */
+	uint32		seq;			/* bumped when queued again */
+	Oid			dbid;
+	Oid			roleid;
+	XLogRecPtr	lsn;			/* its message holds from there */
+	char		dbname[NAMEDATALEN];
+	char		rolename[NAMEDATALEN];	/* "" unless role scope */
+	uint32		keylen;
+	char		key[TWOCACHE_MAX_KEY_LEN];
+} QueuedInval;
+
+typedef struct InvalQueue
+{
+	LWLock	   *lock;			/* protects n, overflowed and entries */
+	int			n;
+	bool		overflowed;		/* one did not fit: withhold all of L2 */
+	pg_atomic_uint32 withheld;	/* n + overflowed, read without the lock */
+	pg_atomic_uint64 generation;	/* the newest this server knows of */
+	pg_atomic_uint32 keys[INVAL_QUEUE_SLOTS];	/* queued keys, by hash */
+	pg_atomic_uint32 tags[INVAL_QUEUE_SLOTS];	/* queued tags, by hash */
+	QueuedInval entries[INVAL_QUEUE_SIZE];
+} InvalQueue;
+
+static InvalQueue *queue = NULL;
 
 static MemoryContext pending_cxt = NULL;	/* this transaction's; reset at
 											 * its end */
@@ -351,6 +398,402 @@ InvalSend(redisContext *conn, const char *channel, InvalItem **items, int n,
 }
 
 /* ----------------------------------------------------------------
+ * The queue of invalidations Redis has not taken, and the generation
+ * ----------------------------------------------------------------
+ */
+
+Size
+InvalQueueShmemSize(void)
+{
+	return MAXALIGN(sizeof(InvalQueue));
+}
+
+/* Create or attach to the queue (shmem startup, under AddinShmemInitLock). */
+void
+InvalQueueShmemInit(void)
+{
+	bool		found;
+	int			i;
+
+	queue = ShmemInitStruct("twocache invalidation queue", sizeof(InvalQueue),
+							&found);
+	if (found)
+		return;
+	queue->lock = &(GetNamedLWLockTranche("twocache invalidation queue"))->lock;
+	queue->n = 0;
+	queue->overflowed = false;
+	pg_atomic_init_u32(&queue->withheld, 0);
+	pg_atomic_init_u64(&queue->generation, 0);
+	for (i = 0; i < INVAL_QUEUE_SLOTS; i++)
+	{
+		pg_atomic_init_u32(&queue->keys[i], 0);
+		pg_atomic_init_u32(&queue->tags[i], 0);
+	}
+}
+
+static uint32
+tag_slot(Oid dbid, Oid roleid, const char *tag, int taglen)
+{
+	ArcKey		t;
+
+	TwoCacheKeyInit(&t, dbid, roleid, tag, taglen);
+	return t.hash % INVAL_QUEUE_SLOTS;
+}
+
+static pg_atomic_uint32 *
+queued_counter(const QueuedInval *q)
+{
+	return q->is_tag ? &queue->tags[q->slot] : &queue->keys[q->slot];
+}
+
+/*
+ * Queue an invalidation of key (a tag if is_tag) that Redis did not take,
+ * for database dbname and role rolename ("" or NULL: none), holding from
+ * lsn.  One already queued is not queued twice; when the queue is full,
+ * all of L2 is withheld until the generation is bumped.  Raises no error
+ * (the commit uses it).
+ */
+static void
+enqueue(const ArcKey *key, bool is_tag, const char *dbname,
+		const char *rolename, XLogRecPtr lsn)
+{
+	QueuedInval *q;
+	int			i;
+
+	if (queue == NULL)
+		return;
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	for (i = 0; i < queue->n; i++)
+	{
+		q = &queue->entries[i];
+		if (q->is_tag == is_tag && q->dbid == key->dbid &&
+			q->roleid == key->roleid && q->keylen == key->len &&
+			memcmp(q->key, key->data, key->len) == 0)
+		{
+			/* queued again: what the worker is sending may predate it */
+			q->lsn = Max(q->lsn, lsn);
+			q->seq++;
+			LWLockRelease(queue->lock);
+			return;
+		}
+	}
+	if (queue->n >= INVAL_QUEUE_SIZE)
+	{
+		if (!queue->overflowed)
+		{
+			queue->overflowed = true;
+			pg_atomic_fetch_add_u32(&queue->withheld, 1);
+		}
+		LWLockRelease(queue->lock);
+		return;
+	}
+	q = &queue->entries[queue->n++];
+	q->is_tag = is_tag;
+	q->dbid = key->dbid;
+	q->roleid = key->roleid;
+	q->slot = is_tag ? tag_slot(key->dbid, key->roleid, key->data, key->len) :
+		key->hash % INVAL_QUEUE_SLOTS;
+	q->lsn = lsn;
+	q->seq = 0;
+	strlcpy(q->dbname, dbname != NULL ? dbname : "", sizeof(q->dbname));
+	strlcpy(q->rolename, rolename != NULL ? rolename : "", sizeof(q->rolename));
+	q->keylen = key->len;
+	memcpy(q->key, key->data, key->len);
+	pg_atomic_fetch_add_u32(queued_counter(q), 1);
+	pg_atomic_fetch_add_u32(&queue->withheld, 1);
+	LWLockRelease(queue->lock);
+}
+
+/* The same for the backend: its database and the key's role, holding now. */
+static void
+enqueue_here(const ArcKey *key, bool is_tag)
+{
+	const char *dbname;
+	const char *rolename;
+
+	L2ScopeNames(key, &dbname, &rolename);
+	enqueue(key, is_tag, dbname, rolename, TwoCacheInvalidationLsn());
+}
+
+/*
+ * Must this server treat key's copy in Redis (carrying tags, written in
+ * generation) as a miss?  Yes while an invalidation of the key or of one of
+ * its tags waits in the queue, while the queue has overflowed, or when the
+ * copy is of an older generation than this server knows of.  Pass
+ * PG_UINT64_MAX as generation to ask only about the queue (before writing
+ * the key to Redis).
+ */
+bool
+InvalL2Withheld(const ArcKey *key, const ArcTags *tags, uint64 generation)
+{
+	const unsigned char *p;
+	const unsigned char *end;
+
+	if (queue == NULL)
+		return false;
+	if (generation < pg_atomic_read_u64(&queue->generation))
+		return true;
+	if (pg_atomic_read_u32(&queue->withheld) == 0)
+		return false;
+	if (queue->overflowed ||
+		pg_atomic_read_u32(&queue->keys[key->hash % INVAL_QUEUE_SLOTS]) > 0)
+		return true;
+	if (tags == NULL || tags->len == 0)
+		return false;
+	p = (const unsigned char *) tags->data;
+	end = p + tags->len;
+	while (end - p >= 2)
+	{
+		int			n = (p[0] << 8) | p[1];
+
+		p += 2;
+		if (n > end - p)
+			break;
+		if (pg_atomic_read_u32(&queue->tags[tag_slot(key->dbid, InvalidOid, (const char *) p, n)]) > 0 ||
+			(OidIsValid(key->roleid) &&
+			 pg_atomic_read_u32(&queue->tags[tag_slot(key->dbid, key->roleid, (const char *) p, n)]) > 0))
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+/* The newest generation this server knows of (0: never bumped). */
+uint64
+InvalGeneration(void)
+{
+	return queue != NULL ? pg_atomic_read_u64(&queue->generation) : 0;
+}
+
+/*
+ * This server learned of generation (the worker: from Redis at connect, or
+ * from a 'g' message).  If it is newer, values written before it are misses
+ * from now on, and L1, which may hold copies of keys whose invalidations
+ * this server never received, is flushed.
+ */
+void
+InvalGenerationSeen(uint64 generation)
+{
+	uint64		cur;
+
+	if (queue == NULL)
+		return;
+	cur = pg_atomic_read_u64(&queue->generation);
+	while (generation > cur)
+	{
+		if (pg_atomic_compare_exchange_u64(&queue->generation, &cur, generation))
+		{
+			uint64		flushed = TwoCacheFlushLocal();
+
+			ereport(LOG,
+					(errmsg("twocache: cache generation %llu in Redis; flushed %llu local cache entries",
+							(unsigned long long) generation,
+							(unsigned long long) flushed)));
+			break;
+		}
+	}
+}
+
+/* The Redis key of the generation. */
+static char *
+generation_key(size_t *len)
+{
+	char	   *k = psprintf("%sgeneration", twocache_key_prefix);
+
+	*len = strlen(k);
+	return k;
+}
+
+/*
+ * After an overflow: bump the generation in Redis (INCR) and tell every
+ * server ('g' message, its key field the new generation); then drop the
+ * queue entries it supersedes (those queued before the bump).
+ */
+static bool
+bump_generation(redisContext *conn, const char *channel, char *errbuf,
+				size_t errlen)
+{
+	TcRedisCommand cmd;
+	redisReply *reply = NULL;
+	size_t		klen;
+	char	   *k = generation_key(&klen);
+	uint64		generation;
+	char		digits[32];
+	ArcKey		gkey;
+	InvalItem	item;
+	int			nseen;
+	int			i;
+
+	LWLockAcquire(queue->lock, LW_SHARED);
+	nseen = queue->n;
+	LWLockRelease(queue->lock);
+
+	TwoCacheRedisCommand(&cmd, "INCR");
+	TwoCacheRedisArg(&cmd, k, klen);
+	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+		return false;
+	if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0)
+	{
+		refused(conn, reply, "INCR of the cache generation", errbuf, errlen);
+		TwoCacheRedisFreeReplies(1, &reply);
+		return false;
+	}
+	generation = (uint64) reply->integer;
+	TwoCacheRedisFreeReplies(1, &reply);
+
+	snprintf(digits, sizeof(digits), UINT64_FORMAT, generation);
+	gkey.hash = 0;
+	gkey.dbid = InvalidOid;
+	gkey.roleid = InvalidOid;
+	gkey.data = digits;
+	gkey.len = strlen(digits);
+	memset(&item, 0, sizeof(item));
+	item.msg = L2Message(&gkey, "", NULL, TC_MSG_GENERATION,
+						 TwoCacheInvalidationLsn(), &item.msglen);
+	add_publish(&cmd, channel, &item);
+	reply = NULL;
+	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+		return false;
+	if (reply->type != REDIS_REPLY_INTEGER)
+	{
+		refused(conn, reply, "the cache generation message", errbuf, errlen);
+		TwoCacheRedisFreeReplies(1, &reply);
+		return false;
+	}
+	TwoCacheRedisFreeReplies(1, &reply);
+	InvalGenerationSeen(generation);
+
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	for (i = 0; i < nseen; i++)
+		pg_atomic_fetch_sub_u32(queued_counter(&queue->entries[i]), 1);
+	memmove(&queue->entries[0], &queue->entries[nseen],
+			sizeof(QueuedInval) * (queue->n - nseen));
+	queue->n -= nseen;
+	queue->overflowed = false;
+	pg_atomic_write_u32(&queue->withheld, queue->n);
+	LWLockRelease(queue->lock);
+	ereport(LOG,
+			(errmsg("twocache: the queue of invalidations Redis had not taken overflowed; bumped the cache generation to %llu",
+					(unsigned long long) generation)));
+	return true;
+}
+
+/*
+ * Read the generation from Redis on conn (the worker, when it connects) and
+ * take it as seen.  Returns false if Redis failed.
+ */
+bool
+InvalGenerationRefresh(redisContext *conn, char *errbuf, size_t errlen)
+{
+	TcRedisCommand cmd;
+	redisReply *reply = NULL;
+	size_t		klen;
+	char	   *k = generation_key(&klen);
+	uint64		generation = 0;
+
+	TwoCacheRedisCommand(&cmd, "GET");
+	TwoCacheRedisArg(&cmd, k, klen);
+	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+		return false;
+	if (reply->type == REDIS_REPLY_STRING)
+		generation = strtou64(reply->str, NULL, 10);
+	else if (reply->type != REDIS_REPLY_NIL)
+	{
+		refused(conn, reply, "GET of the cache generation", errbuf, errlen);
+		TwoCacheRedisFreeReplies(1, &reply);
+		return false;
+	}
+	TwoCacheRedisFreeReplies(1, &reply);
+	InvalGenerationSeen(generation);
+	return true;
+}
+
+/*
+ * Send the queued invalidations on conn (the worker's command connection),
+ * oldest first, INVAL_BATCH at a time; after an overflow, bump the
+ * generation instead.  Only the worker removes entries and backends only
+ * append, so the entries sent stay where they were meanwhile.  Returns how
+ * many were sent, or -1 with errbuf set if Redis failed (the rest stay).
+ */
+int
+InvalQueueReplay(redisContext *conn, const char *channel, char *errbuf,
+				 size_t errlen)
+{
+	int			total = 0;
+
+	if (queue == NULL || pg_atomic_read_u32(&queue->withheld) == 0)
+		return 0;
+	if (queue->overflowed)
+		return bump_generation(conn, channel, errbuf, errlen) ? 1 : -1;
+	for (int round = 0; round <= INVAL_QUEUE_SIZE / INVAL_BATCH; round++)
+	{
+		QueuedInval *copy = palloc(sizeof(QueuedInval) * INVAL_BATCH);
+		InvalItem	items[INVAL_BATCH];
+		InvalItem  *ptrs[INVAL_BATCH];
+		int			n;
+		int			nsent = 0;
+		int			i;
+		bool		ok;
+
+		LWLockAcquire(queue->lock, LW_SHARED);
+		n = Min(queue->n, INVAL_BATCH);
+		memcpy(copy, queue->entries, sizeof(QueuedInval) * n);
+		LWLockRelease(queue->lock);
+		if (n == 0)
+			break;
+		for (i = 0; i < n; i++)
+		{
+			ArcKey		k;
+
+			k.hash = 0;
+			k.dbid = copy[i].dbid;
+			k.roleid = copy[i].roleid;
+			k.data = copy[i].key;
+			k.len = copy[i].keylen;
+			InvalItemBuild(&items[i], &k, copy[i].is_tag, copy[i].dbname,
+						   copy[i].rolename[0] ? copy[i].rolename : NULL,
+						   copy[i].lsn);
+			ptrs[i] = &items[i];
+		}
+		ok = InvalSend(conn, channel, ptrs, n, errbuf, errlen);
+		while (nsent < n && items[nsent].sent)
+			nsent++;
+
+		/* drop what was sent, unless it was queued again meanwhile */
+		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		{
+			int			kept = 0;
+
+			for (i = 0; i < nsent; i++)
+			{
+				if (queue->entries[i].seq != copy[i].seq)
+				{
+					queue->entries[kept++] = queue->entries[i];
+					continue;
+				}
+				pg_atomic_fetch_sub_u32(queued_counter(&queue->entries[i]), 1);
+				total++;
+			}
+			memmove(&queue->entries[kept], &queue->entries[nsent],
+					sizeof(QueuedInval) * (queue->n - nsent));
+			pg_atomic_fetch_sub_u32(&queue->withheld, nsent - kept);
+			queue->n -= nsent - kept;
+		}
+		LWLockRelease(queue->lock);
+		pfree(copy);
+		if (!ok)
+			return -1;
+		if (queue->overflowed)
+			return bump_generation(conn, channel, errbuf, errlen) ? total + 1 : -1;
+	}
+	if (total > 0)
+		ereport(LOG,
+				(errmsg("twocache: sent %d invalidations that Redis had not taken",
+						total)));
+	return total;
+}
+
+/* ----------------------------------------------------------------
  * The local side (steps 1 and 3)
  * ----------------------------------------------------------------
  */
@@ -453,11 +896,18 @@ apply_pending(void)
 				nsent += batch[j]->sent ? 1 : 0;
 		}
 		if (!ok)
+		{
+			/* Redis will get them from the queue */
+			for (i = 0; i < npending; i++)
+				if (!pending[i]->item.sent)
+					enqueue(&pending[i]->key, pending[i]->item.is_tag,
+							pending[i]->dbname, pending[i]->rolename, lsn);
 			ereport(WARNING,
 					(errmsg("could not apply %d of %d cache invalidations again in Redis after commit",
 							npending - nsent, npending),
 					 errdetail("%s", err),
-					 errhint("They were applied again in the local cache; other servers keep their copies until they expire or are invalidated again.")));
+					 errhint("They were applied again in the local cache, and will be in Redis when it answers.")));
+		}
 
 		/* what readers refilled from Redis before it answered */
 		for (i = 0; i < npending; i++)
@@ -623,6 +1073,14 @@ remember(const ArcKey *key, bool is_tag, bool queued)
 	p->item.rkey = copy_bytes(item.rkey, item.rkeylen);
 	p->item.prefix = copy_bytes(item.prefix, item.prefixlen);
 	p->item.msg = copy_bytes(item.msg, item.msglen);
+	{
+		const char *dbname;
+		const char *rolename;
+
+		L2ScopeNames(key, &dbname, &rolename);
+		strlcpy(p->dbname, dbname, sizeof(p->dbname));
+		strlcpy(p->rolename, rolename != NULL ? rolename : "", sizeof(p->rolename));
+	}
 	pending[npending++] = p;
 	MemoryContextSwitchTo(old);
 }
@@ -676,9 +1134,12 @@ TwoCacheDel(const ArcKey *key, bool local_only)
 
 		item_build_here(&item, key, false);
 		if (!InvalSend(NULL, twocache_channel, items, 1, err, sizeof(err)))
+		{
+			enqueue_here(key, false);
 			ereport(WARNING,
-					(errmsg("could not delete cache key from Redis; it was deleted from the local cache only"),
+					(errmsg("could not delete cache key from Redis; it was deleted from the local cache and will be deleted in Redis when it answers"),
 					 errdetail("%s", err)));
+		}
 		l2_existed = item.deleted > 0;
 		(void) TwoCacheLocalDelete(key);
 	}
@@ -710,9 +1171,12 @@ TwoCacheInvalidateTag(Oid dbid, Oid roleid, const char *tag, int taglen)
 
 		item_build_here(&item, &t, true);
 		if (!InvalSend(NULL, twocache_channel, items, 1, err, sizeof(err)))
+		{
+			enqueue_here(&t, true);
 			ereport(WARNING,
-					(errmsg("could not invalidate cache tag in Redis; it was invalidated in the local cache only"),
+					(errmsg("could not invalidate cache tag in Redis; it was invalidated in the local cache and will be in Redis when it answers"),
 					 errdetail("%s", err)));
+		}
 		dropped += TwoCacheInvalidateLocal(&t, true);
 	}
 	if (again_after_commit())
@@ -747,5 +1211,8 @@ TwoCacheTakeBack(const ArcKey *key)
 	char		err[512];
 
 	item_build_here(&item, key, false);
-	return InvalSend(NULL, twocache_channel, items, 1, err, sizeof(err));
+	if (InvalSend(NULL, twocache_channel, items, 1, err, sizeof(err)))
+		return true;
+	enqueue_here(key, false);
+	return false;
 }

@@ -45,4 +45,16 @@ struct redisContext;			/* hiredis; NULL: the backend's connection */
 extern bool InvalSend(struct redisContext *conn, const char *channel,
 					  InvalItem **items, int n, char *errbuf, size_t errlen);
 
+/* invalidations Redis has not taken yet, and the generation */
+extern Size InvalQueueShmemSize(void);
+extern void InvalQueueShmemInit(void);
+extern bool InvalL2Withheld(const ArcKey *key, const ArcTags *tags,
+							uint64 generation);
+extern uint64 InvalGeneration(void);
+extern bool InvalGenerationRefresh(struct redisContext *conn, char *errbuf,
+								   size_t errlen);
+extern void InvalGenerationSeen(uint64 generation);
+extern int	InvalQueueReplay(struct redisContext *conn, const char *channel,
+							 char *errbuf, size_t errlen);
+
 #endif							/* TWOCACHE_INVAL_H */

@@ -48,24 +48,64 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "inval.h"
 #include "l2.h"
 #include "message.h"
 #include "redis.h"
 #include "twocache.h"
 
-/* Conditional set: SET and PUBLISH only if the only_if condition holds. */
+/*
+ * Lua: the generation a value was written in (0 if unmarked, see l2_value)
+ * and its type byte.
+ */
+#define LUA_GENERATION_AND_TYPE \
+"local function gen_type(v)\n" \
+"  if string.sub(v, 1, 1) ~= 'G' then return 0, string.sub(v, 1, 1) end\n" \
+"  local colon = string.find(v, ':', 2, true)\n" \
+"  if not colon then return 0, '' end\n" \
+"  return tonumber(string.sub(v, 2, colon - 1)) or 0, string.sub(v, colon + 1, colon + 1)\n" \
+"end\n"
+
+/* Lua: SET KEYS[1] to ARGV[1], with a TTL of ARGV[2] ms ('0': none). */
+#define LUA_SET_VALUE_TTL \
+"if ARGV[2] == '0' then\n" \
+"  redis.call('SET', KEYS[1], ARGV[1])\n" \
+"else\n" \
+"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n" \
+"end\n"
+
+/*
+ * Conditional set: SET and PUBLISH only if the only_if condition holds; a
+ * value of a generation older than ARGV[6] counts as absent.
+ */
 static const char *const conditional_set_script =
+LUA_GENERATION_AND_TYPE
 "local cur = redis.call('GET', KEYS[1])\n"
-"local present = cur and (string.sub(cur, 1, 1) == 'v' or string.sub(cur, 1, 1) == 't' or string.sub(cur, 1, 1) == 'E')\n"
+"local present = false\n"
+"if cur then\n"
+"  local g, t = gen_type(cur)\n"
+"  present = g >= tonumber(ARGV[6]) and (t == 'v' or t == 't' or t == 'E')\n"
+"end\n"
 "if (ARGV[3] == 'absent' and present) or (ARGV[3] == 'present' and not present) then\n"
 "  return 0\n"
 "end\n"
-"if ARGV[2] == '0' then\n"
-"  redis.call('SET', KEYS[1], ARGV[1])\n"
-"else\n"
-"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-"end\n"
+LUA_SET_VALUE_TTL
 "redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
+"return 1\n";
+
+/*
+ * A fill: SET unless the key holds a value of generation ARGV[3] or newer
+ * (an older one is a miss everywhere, so it does not block a fill).
+ * Returns 1 if it stored.
+ */
+static const char *const fill_script =
+LUA_GENERATION_AND_TYPE
+"local cur = redis.call('GET', KEYS[1])\n"
+"if cur then\n"
+"  local g = gen_type(cur)\n"
+"  if g >= tonumber(ARGV[3]) then return 0 end\n"
+"end\n"
+LUA_SET_VALUE_TTL
 "return 1\n";
 
 /* Add a key to a tag's set, keeping the set alive as long as the key. */
@@ -313,16 +353,23 @@ l2_message(const ArcKey *key, TcMessageOp op, int *len)
  * encoded tags (4 bytes, big-endian) and the tags before the value.  A value
  * made in a database whose encoding is neither UTF8 nor SQL_ASCII is
  * prefixed with 'E' and the encoding's number (1 byte); unprefixed values
- * are UTF-8 (or SQL_ASCII bytes), which readers validate.
+ * are UTF-8 (or SQL_ASCII bytes), which readers validate.  Once the cache
+ * generation has been bumped (inval.c), every value starts with 'G', the
+ * generation it is written in, in decimal, and ':'; readers take a value of
+ * an older generation as a miss.
  */
 static char *
 l2_value(const char *value, uint32 len, bool negative, const ArcTags *tags,
 		 size_t *outlen)
 {
 	uint32		tlen = tags != NULL ? tags->len : 0;
-	char	   *buf = palloc(2 + 1 + 4 + tlen + (negative ? 0 : len));
+	char	   *buf = palloc(32 + 2 + 1 + 4 + tlen + (negative ? 0 : len));
 	char	   *p = buf;
 	int			enc = GetDatabaseEncoding();
+	uint64		generation = InvalGeneration();
+
+	if (generation > 0)
+		p += sprintf(p, "G" UINT64_FORMAT ":", generation);
 
 	if (!negative && enc != PG_UTF8 && enc != PG_SQL_ASCII)
 	{
@@ -354,12 +401,37 @@ l2_value(const char *value, uint32 len, bool negative, const ArcTags *tags,
  * Decode a Redis value into e (value and tags palloc'd).  Returns false if
  * it is not one of ours.
  */
+/*
+ * Skip the generation prefix of a Redis value, if any (l2_value): returns
+ * its length (0 if none, -1 if malformed) and sets *generation.
+ */
+static int
+generation_prefix(const char *s, size_t len, uint64 *generation)
+{
+	size_t		i;
+
+	*generation = 0;
+	if (len == 0 || s[0] != 'G')
+		return 0;
+	for (i = 1; i < len && i <= 21 && s[i] >= '0' && s[i] <= '9'; i++)
+		*generation = *generation * 10 + (s[i] - '0');
+	if (i == 1 || i >= len || s[i] != ':')
+		return -1;
+	return (int) i + 1;
+}
+
 static bool
 l2_decode(const char *s, size_t len, L2Entry *e)
 {
-	const unsigned char *u = (const unsigned char *) s;
+	const unsigned char *u;
 	size_t		off = 1;
+	int			gl = generation_prefix(s, len, &e->generation);
 
+	if (gl < 0)
+		return false;
+	s += gl;
+	len -= gl;
+	u = (const unsigned char *) s;
 	e->encoding = PG_UTF8;
 	if (len >= 2 && s[0] == 'E')
 	{
@@ -531,16 +603,26 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 	TwoCacheRedisCommand(&cmds[0], "GETRANGE");
 	TwoCacheRedisArg(&cmds[0], rkey, rklen);
 	TwoCacheRedisArg(&cmds[0], "0", 1);
-	TwoCacheRedisArg(&cmds[0], "0", 1);		/* 'E' (encoded) is a value too */
+	TwoCacheRedisArg(&cmds[0], "23", 2);	/* a generation prefix, a type */
 	TwoCacheRedisCommand(&cmds[1], "PTTL");
 	TwoCacheRedisArg(&cmds[1], rkey, rklen);
 	if (!TwoCacheRedisBackendExec(2, cmds, replies, err, sizeof(err)))
 		return false;
 
-	*is_value = (replies[0]->type == REDIS_REPLY_STRING && replies[0]->len == 1 &&
-				 (replies[0]->str[0] == 'v' || replies[0]->str[0] == 't' ||
-				  replies[0]->str[0] == 'E') &&
-				 replies[1]->type == REDIS_REPLY_INTEGER && replies[1]->integer != -2);
+	*is_value = false;
+	if (replies[0]->type == REDIS_REPLY_STRING &&
+		replies[1]->type == REDIS_REPLY_INTEGER && replies[1]->integer != -2)
+	{
+		uint64		generation;
+		int			gl = generation_prefix(replies[0]->str, replies[0]->len,
+										   &generation);
+
+		/* 'E' (encoded) is a value too */
+		*is_value = gl >= 0 && (size_t) gl < replies[0]->len &&
+			(replies[0]->str[gl] == 'v' || replies[0]->str[gl] == 't' ||
+			 replies[0]->str[gl] == 'E') &&
+			!InvalL2Withheld(key, NULL, generation);
+	}
 	*pttl_ms = replies[1]->type == REDIS_REPLY_INTEGER ? replies[1]->integer : -2;
 	TwoCacheRedisFreeReplies(2, replies);
 	return true;
@@ -571,24 +653,42 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 				vlen;
 	char	   *rkey = l2_key(key, &rklen);
 	char	   *v = l2_value(value, len, negative, tags, &vlen);
+	uint64		generation = InvalGeneration();
+	char		genbuf[32];
 	bool		ok;
 
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, Max(ttl_ms, 0));
-	TwoCacheRedisCommand(&cmds[0], "SET");
-	TwoCacheRedisArg(&cmds[0], rkey, rklen);
-	TwoCacheRedisArg(&cmds[0], v, vlen);
-	TwoCacheRedisArg(&cmds[0], "NX", 2);
-	if (ttl_ms > 0)
+	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, generation);
+	if (generation == 0)
 	{
-		TwoCacheRedisArg(&cmds[0], "PX", 2);
+		/* no value is of an older generation: any one present blocks it */
+		TwoCacheRedisCommand(&cmds[0], "SET");
+		TwoCacheRedisArg(&cmds[0], rkey, rklen);
+		TwoCacheRedisArg(&cmds[0], v, vlen);
+		TwoCacheRedisArg(&cmds[0], "NX", 2);
+		if (ttl_ms > 0)
+		{
+			TwoCacheRedisArg(&cmds[0], "PX", 2);
+			TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
+		}
+	}
+	else
+	{
+		TwoCacheRedisCommand(&cmds[0], "EVAL");
+		TwoCacheRedisArg(&cmds[0], fill_script, strlen(fill_script));
+		TwoCacheRedisArg(&cmds[0], "1", 1);
+		TwoCacheRedisArg(&cmds[0], rkey, rklen);
+		TwoCacheRedisArg(&cmds[0], v, vlen);
 		TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
+		TwoCacheRedisArg(&cmds[0], genbuf, strlen(genbuf));
 	}
 	(void) tag_add_cmds(&cmds[1], key, rkey, rklen, tags, ttlbuf);
 	*stored = false;
 	if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, err, sizeof(err)))
 		return false;
 	ok = !reply_is_error(replies[0]);
-	*stored = ok && replies[0]->type == REDIS_REPLY_STATUS;
+	*stored = ok && (generation == 0 ? replies[0]->type == REDIS_REPLY_STATUS :
+					 replies[0]->type == REDIS_REPLY_INTEGER && replies[0]->integer == 1);
 	TwoCacheRedisFreeReplies(1 + ntags, replies);
 	return ok;
 }
@@ -613,9 +713,11 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 	char	   *v = l2_value(value, len, false, tags, &vlen);
 	int			msglen;
 	char	   *msg = l2_message(key, TC_MSG_SET, &msglen);
+	char		genbuf[32];
 	bool		ok;
 
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, ttl_ms);
+	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, InvalGeneration());
 	if (only_if == TWOCACHE_ONLY_IF_ALWAYS)
 	{
 		TwoCacheRedisCommand(&cmds[0], "SET");
@@ -652,6 +754,7 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		TwoCacheRedisArg(&cmds[0], cond, strlen(cond));
 		TwoCacheRedisArg(&cmds[0], twocache_channel, strlen(twocache_channel));
 		TwoCacheRedisArg(&cmds[0], msg, msglen);
+		TwoCacheRedisArg(&cmds[0], genbuf, strlen(genbuf));
 		(void) tag_add_cmds(&cmds[1], key, rkey, rklen, tags, ttlbuf);
 		if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, errbuf, errlen))
 			return false;

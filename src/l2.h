@@ -23,6 +23,7 @@ typedef struct L2Entry
 	int			encoding;		/* the value's encoding (PG_UTF8 unless
 								 * marked) */
 	ArcTags		tags;			/* palloc'd */
+	uint64		generation;		/* written in (0: unmarked) */
 } L2Entry;
 
 extern bool L2Get(int n, const ArcKey *keys, L2Entry *out);

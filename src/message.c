@@ -9,8 +9,9 @@
  *
  *	  "TC"  magic (2 bytes)
  *	  1     format version (1 byte)
- *	  op    'd' (del), 's' (set) or 't' (tag invalidated; the key field
- *	        holds the tag) (1 byte)
+ *	  op    'd' (del), 's' (set), 't' (tag invalidated; the key field
+ *	        holds the tag) or 'g' (generation bumped; the key field holds
+ *	        the new generation in decimal) (1 byte)
  *	  flags bit 0: cluster scope; bit 1: role scope (1 byte; not both)
  *	  lsn   WAL position at which the invalidation holds on the sender:
  *	        once a server replaying the sender's WAL has replayed this far,
@@ -126,7 +127,8 @@ TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
 		return false;
 	if (p[0] != TC_MAGIC0 || p[1] != TC_MAGIC1 || p[2] != TC_VERSION)
 		return false;
-	if (p[3] != TC_MSG_DEL && p[3] != TC_MSG_SET && p[3] != TC_MSG_TAG)
+	if (p[3] != TC_MSG_DEL && p[3] != TC_MSG_SET && p[3] != TC_MSG_TAG &&
+		p[3] != TC_MSG_GENERATION)
 		return false;
 	if ((p[4] & ~(TC_FLAG_CLUSTER | TC_FLAG_ROLE)) != 0 ||
 		(p[4] & (TC_FLAG_CLUSTER | TC_FLAG_ROLE)) == (TC_FLAG_CLUSTER | TC_FLAG_ROLE))

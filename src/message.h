@@ -14,7 +14,9 @@ typedef enum TcMessageOp
 {
 	TC_MSG_DEL = 'd',			/* key deleted */
 	TC_MSG_SET = 's',			/* key written */
-	TC_MSG_TAG = 't'			/* tag invalidated: the key field is the tag */
+	TC_MSG_TAG = 't',			/* tag invalidated: the key field is the tag */
+	TC_MSG_GENERATION = 'g'		/* generation bumped: the key field is the
+								 * new generation, in decimal; cluster scope */
 } TcMessageOp;
 
 typedef struct TcMessage

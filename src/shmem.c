@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "flight.h"
+#include "inval.h"
 #include "twocache.h"
 
 TwoCacheShared *twocache_shared = NULL;
@@ -96,6 +97,7 @@ shmem_size(void)
 	for (i = 0; i < npart; i++)
 		size = add_size(size, hash_estimate_size(directory_size(partition_capacity(npart, i)),
 												 sizeof(ArcEntry)));
+	size = add_size(size, InvalQueueShmemSize());
 	return size;
 }
 
@@ -107,6 +109,7 @@ twocache_shmem_request(void)
 
 	RequestAddinShmemSpace(shmem_size());
 	RequestNamedLWLockTranche("twocache", effective_partitions());
+	RequestNamedLWLockTranche("twocache invalidation queue", 1);
 }
 
 static void
@@ -199,6 +202,7 @@ twocache_shmem_startup(void)
 											HASH_ELEM | HASH_FUNCTION |
 											HASH_COMPARE | HASH_FIXED_SIZE);
 	}
+	InvalQueueShmemInit();
 
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -30,6 +30,11 @@
  * (their fills stay fenced, but a stale L2 copy they left is only corrected
  * by its TTL).
  *
+ * The worker also sends the invalidations backends could not send (the
+ * queue of inval.c), as soon as Redis answers, and keeps this server's
+ * cache generation: it reads it from Redis when it connects and takes it
+ * from 'g' messages (inval.c bumps it when its queue overflows).
+ *
  * The worker connects to no database (it reads only the shared catalogs
  * pg_database and pg_authid, to turn the database and role names in a
  * message into OIDs, which it caches until a change to either catalog).  It
@@ -582,6 +587,25 @@ apply_message(const char *data, size_t len)
 	}
 	if (strcmp(msg.instance_id, twocache_shared->instance_id) == 0)
 		return;					/* our own */
+	if (msg.op == TC_MSG_GENERATION)
+	{
+		uint64		generation = 0;
+		uint32		i;
+
+		/* another server's queue overflowed: its key field is a number */
+		for (i = 0; i < msg.keylen && i < 20; i++)
+		{
+			if (msg.key[i] < '0' || msg.key[i] > '9')
+				return;
+			generation = generation * 10 + (msg.key[i] - '0');
+		}
+		if (i == msg.keylen)
+		{
+			InvalGenerationSeen(generation);
+			TwoCacheCount(TC_INVALIDATIONS_RECEIVED, 1);
+		}
+		return;
+	}
 	AcceptInvalidationMessages();	/* forget renamed or dropped names */
 	if (!msg.cluster_scope)
 	{
@@ -726,6 +750,11 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 		{
 			if (connect_and_subscribe(&wc))
 			{
+				char		err[512];
+
+				/* values of an older generation are misses from now on */
+				if (!InvalGenerationRefresh(wc.cmd, err, sizeof(err)))
+					state_error(err);
 				/* messages may have arrived with the SUBSCRIBE reply */
 				if (!drain_subscription(&wc, false))
 				{
@@ -757,6 +786,15 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 
 		/* invalidations that were waiting for WAL replay */
 		waiting_replay = process_deferred(&wc);
+
+		/* invalidations backends could not send (inval.c) */
+		if (wc.cmd != NULL)
+		{
+			char		err[512];
+
+			if (InvalQueueReplay(wc.cmd, wc.channel, err, sizeof(err)) < 0)
+				state_error(err);	/* the ping notices if Redis is gone */
+		}
 
 		/* sleep until a message, the next ping or connect, or the latch */
 		now = GetCurrentTimestamp();

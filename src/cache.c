@@ -354,16 +354,18 @@ TwoCacheFlushLocal(void)
 /*
  * Read key from L2 for a fill begun with t: on a hit store it in L1 (which
  * ends t's flight) and set *result.  Returns false on an L2 miss or when
- * Redis is unavailable; t is then still open.
+ * Redis is unavailable; t is then still open, and *start_us is Redis's
+ * clock at the read (0 if unknown), for the fill's write (L2Fill).
  */
 static bool
 fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
-			 FlightTicket *t, text **result)
+			 FlightTicket *t, text **result, uint64 *start_us)
 {
 	L2Entry		e;
 
+	*start_us = 0;
 	/* withheld: an invalidation of it Redis has not taken yet (inval.c) */
-	if (!TwoCacheRedisEnabled() || !L2Get(1, key, &e) || !e.found ||
+	if (!TwoCacheRedisEnabled() || !L2Get(1, key, &e, start_us) || !e.found ||
 		InvalL2Withheld(key, &e.tags, e.generation))
 	{
 		if (TwoCacheRedisEnabled())
@@ -404,6 +406,7 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	text	   *volatile result = NULL;
 	volatile bool fetching = false;
 	volatile bool from_l2 = false;
+	uint64		start_us = 0;	/* Redis's clock at our read: see L2Fill */
 	int64		fill_ttl;
 	const ArcTags *store_tags;
 
@@ -412,7 +415,7 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	{
 		text	   *l2_result = NULL;
 
-		if (fill_from_l2(part, hash, key, t, &l2_result))
+		if (fill_from_l2(part, hash, key, t, &l2_result, &start_us))
 		{
 			result = l2_result;
 			from_l2 = true;
@@ -489,21 +492,26 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	 * we write it, take the write back (the L1 store below sees the same
 	 * fence and refuses).
 	 */
-	/* a key withheld from L2 (inval.c) still holds the old value there */
-	if (TwoCacheRedisEnabled() && !InvalL2Withheld(key, store_tags, PG_UINT64_MAX) &&
+	/*
+	 * A key withheld from L2 (inval.c) still holds the old value there; a
+	 * fill that did not read Redis cannot be fenced there.
+	 */
+	if (TwoCacheRedisEnabled() && start_us != 0 &&
+		!InvalL2Withheld(key, store_tags, PG_UINT64_MAX) &&
 		!fill_is_stale(part, key, store_tags, t))
 	{
 		bool		stored;
 
 		if (L2Fill(key, fr.value, fr.value_len, !fr.found, store_tags, fill_ttl,
-				   &stored))
+				   start_us, &stored))
 		{
 			if (!stored)
 			{
 				/*
 				 * Redis holds a value stored after this fill began (another
-				 * server's set or fill): ours is not newer, so L1 does not
-				 * take it either; the next read gets theirs.
+				 * server's set or fill), or a delete or tag invalidation
+				 * happened since, on any server (a fence in Redis): ours is
+				 * not newer, or may be older, so L1 does not take it either.
 				 */
 				TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
 				FlightEnd(t);
@@ -583,11 +591,12 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 		if (query == NULL)
 		{
 			text	   *result = NULL;
+			uint64		start_us;
 
 			/* no fetch: a fenced read of L2, without a flight */
 			FlightBeginUnguarded(part, t);
 			LWLockRelease(part->lock);
-			if (!fill_from_l2(part, hash, key, t, &result))
+			if (!fill_from_l2(part, hash, key, t, &result, &start_us))
 				return NULL;
 			return result;
 		}
@@ -637,6 +646,7 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 	L2Entry    *l2 = palloc(sizeof(L2Entry) * Max(n, 1));
 	int			nmissing = 0;
 	int			i;
+	uint64		now_us;
 
 	for (i = 0; i < n; i++)
 	{
@@ -679,7 +689,7 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 
 	if (nmissing == 0 || !TwoCacheRedisEnabled())
 		return;
-	if (!L2Get(nmissing, mkeys, l2))
+	if (!L2Get(nmissing, mkeys, l2, &now_us))
 	{
 		TwoCacheCount(TC_L2_MISSES, nmissing);
 		return;

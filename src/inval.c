@@ -10,7 +10,8 @@
  *	1. Locally: drop the key's L1 entry (or every entry carrying the tag) and
  *	   fence fills of it (cache.c, tags.c), so this server stops serving it.
  *	2. In Redis: DEL the key, or empty the tag's set in bounded rounds, then
- *	   PUBLISH the message, so every other server drops its copies (their
+ *	   PUBLISH the message (each first sets its fill fence to Redis's clock,
+ *	   so a fill on any server that began before is not stored: l2.c), so every other server drops its copies (their
  *	   workers apply the message: worker.c).  InvalSend is the one builder
  *	   of this step, shared by the backend, the post-commit re-apply and the
  *	   worker's replay of invalidations deferred on a hot standby: keys go
@@ -110,6 +111,30 @@ static const char *const tag_round_script =
 "return {r[1], n}\n";
 
 /*
+ * Lua: the later of Redis's clock (microseconds) and the fence KEYS[i]
+ * already holds, as 'now'.  Fills that began at or before it are refused
+ * (l2.c, fill_script).
+ */
+#define LUA_FENCE_NOW(i) \
+"local t = redis.call('TIME')\n" \
+"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+"local cur = tonumber(redis.call('GET', KEYS[" i "]) or '0')\n" \
+"if cur and cur > now then now = cur end\n"
+
+/* Delete KEYS[1] and set its stripe's fill fence KEYS[2] to now. */
+static const char *const del_script =
+LUA_FENCE_NOW("2")
+"local n = redis.call('DEL', KEYS[1])\n"
+"redis.call('SET', KEYS[2], string.format('%.0f', now))\n"
+"return n\n";
+
+/* Set a tag's fill fence KEYS[1] to now, for ARGV[1] ms. */
+static const char *const tag_fence_script =
+LUA_FENCE_NOW("1")
+"redis.call('SET', KEYS[1], string.format('%.0f', now), 'PX', ARGV[1])\n"
+"return 1\n";
+
+/*
  * An invalidation remembered for after commit.  Its identity (the hash key)
  * is the kind, the Redis name and the member prefix, so one key deleted a
  * million times is remembered once.
@@ -190,11 +215,13 @@ InvalItemBuild(InvalItem *item, const ArcKey *key, bool is_tag,
 	{
 		item->rkey = L2TagSetName(key, dbname, &item->rkeylen);
 		item->prefix = L2RolePrefix(dbname, rolename, &item->prefixlen);
+		item->fence = L2TagFenceName(key, dbname, &item->fencelen);
 	}
 	else
 	{
 		item->rkey = L2KeyName(key, dbname, rolename, &item->rkeylen);
 		item->prefix = NULL;
+		item->fence = L2DeleteFenceName(item->rkey, item->rkeylen, &item->fencelen);
 	}
 	item->msg = L2Message(key, dbname, rolename,
 						  is_tag ? TC_MSG_TAG : TC_MSG_DEL, lsn, &item->msglen);
@@ -268,6 +295,23 @@ send_tag(redisContext *conn, const char *channel, InvalItem *item,
 	int			rounds = 0;
 	TcRedisCommand cmd;
 	redisReply *reply;
+
+	/* first the fence: a fill with this tag that began before is refused */
+	TwoCacheRedisCommand(&cmd, "EVAL");
+	TwoCacheRedisArg(&cmd, tag_fence_script, strlen(tag_fence_script));
+	TwoCacheRedisArg(&cmd, "1", 1);
+	TwoCacheRedisArg(&cmd, item->fence, item->fencelen);
+	TwoCacheRedisArg(&cmd, L2_TAG_FENCE_TTL, strlen(L2_TAG_FENCE_TTL));
+	reply = NULL;
+	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+		return false;
+	if (reply->type != REDIS_REPLY_INTEGER)
+	{
+		refused(conn, reply, "the tag's fill fence", errbuf, errlen);
+		TwoCacheRedisFreeReplies(1, &reply);
+		return false;
+	}
+	TwoCacheRedisFreeReplies(1, &reply);
 
 	do
 	{
@@ -359,8 +403,11 @@ InvalSend(redisContext *conn, const char *channel, InvalItem **items, int n,
 		}
 		while (i < n && !items[i]->is_tag && nb < INVAL_BATCH)
 		{
-			TwoCacheRedisCommand(&cmds[2 * nb], "DEL");
+			TwoCacheRedisCommand(&cmds[2 * nb], "EVAL");
+			TwoCacheRedisArg(&cmds[2 * nb], del_script, strlen(del_script));
+			TwoCacheRedisArg(&cmds[2 * nb], "2", 1);
 			TwoCacheRedisArg(&cmds[2 * nb], items[i]->rkey, items[i]->rkeylen);
+			TwoCacheRedisArg(&cmds[2 * nb], items[i]->fence, items[i]->fencelen);
 			add_publish(&cmds[2 * nb + 1], channel, items[i]);
 			nb++;
 			i++;
@@ -1073,6 +1120,7 @@ remember(const ArcKey *key, bool is_tag, bool queued)
 	p->item.rkey = copy_bytes(item.rkey, item.rkeylen);
 	p->item.prefix = copy_bytes(item.prefix, item.prefixlen);
 	p->item.msg = copy_bytes(item.msg, item.msglen);
+	p->item.fence = copy_bytes(item.fence, item.fencelen);
 	{
 		const char *dbname;
 		const char *rolename;

@@ -24,6 +24,8 @@ typedef struct InvalItem
 	size_t		rkeylen;
 	char	   *prefix;			/* a tag of one role: its members' prefix */
 	size_t		prefixlen;
+	char	   *fence;			/* its fill fence (l2.c), set to now first */
+	size_t		fencelen;
 	char	   *msg;			/* encoded message (message.c) */
 	int			msglen;
 	/* set by InvalSend */

@@ -23,6 +23,12 @@
  * (inval.c) empties it in bounded rounds and publishes its message after the
  * last.
  *
+ * Fills are fenced in Redis: a fill reads Redis's clock with the key
+ * (L2Get), and its write (L2Fill, one script) is refused if a delete of a
+ * key of its stripe or an invalidation of one of its tags happened since,
+ * on any server: deletes and tag invalidations (inval.c) set those fences,
+ * <key_prefix>fence:<stripe> and <key_prefix>tagfence:..., to Redis's clock.
+ *
  * Every function here returns false when Redis is unavailable or failed
  * (redis.c then skips Redis for twocache.redis_retry_interval); none raises
  * an ERROR because of Redis.  Callers treat a failed read as a miss and
@@ -94,12 +100,21 @@ LUA_SET_VALUE_TTL
 "return 1\n";
 
 /*
- * A fill: SET unless the key holds a value of generation ARGV[3] or newer
- * (an older one is a miss everywhere, so it does not block a fill).
- * Returns 1 if it stored.
+ * A fill: KEYS[1] the key, KEYS[2] its delete fence, KEYS[3...] the fences
+ * of its tags; ARGV[4] when the fill began (Redis TIME, in microseconds).
+ * Not stored if a delete of a key of its stripe, or an invalidation of one
+ * of its tags, happened since (the fences hold the time of the last one),
+ * nor if the key holds a value of generation ARGV[3] or newer (an older one
+ * is a miss everywhere, so it does not block a fill).  Returns 1 if it
+ * stored.
  */
 static const char *const fill_script =
 LUA_GENERATION_AND_TYPE
+"local start = tonumber(ARGV[4])\n"
+"for i = 2, #KEYS do\n"
+"  local f = redis.call('GET', KEYS[i])\n"
+"  if f and tonumber(f) >= start then return 0 end\n"
+"end\n"
 "local cur = redis.call('GET', KEYS[1])\n"
 "if cur then\n"
 "  local g = gen_type(cur)\n"
@@ -272,6 +287,35 @@ L2ScopeNames(const ArcKey *key, const char **dbname, const char **rolename)
 {
 	*dbname = key->dbid == InvalidOid ? "" : current_dbname();
 	*rolename = key_rolename(key->roleid);
+}
+
+/*
+ * Fill fences (see fill_script): the time of the last delete of a key of
+ * each of L2_FENCE_STRIPES stripes, <prefix>fence:<stripe>, the stripe
+ * chosen by an FNV-1a hash of the key's Redis name (the same on every
+ * server), and the time of the last invalidation of each tag,
+ * <prefix>tagfence:db:<database name>:<tag> (or tagfence:cluster:<tag>),
+ * kept L2_TAG_FENCE_TTL.
+ */
+char *
+L2DeleteFenceName(const char *rkey, size_t rkeylen, size_t *len)
+{
+	uint32		h = 2166136261u;
+	size_t		i;
+	char	   *name;
+
+	for (i = 0; i < rkeylen; i++)
+		h = (h ^ (unsigned char) rkey[i]) * 16777619u;
+	name = psprintf("%sfence:%u", twocache_key_prefix, h % L2_FENCE_STRIPES);
+	*len = strlen(name);
+	return name;
+}
+
+char *
+L2TagFenceName(const ArcKey *tag, const char *dbname, size_t *len)
+{
+	return l2_name("tagfence:", tag->dbid == InvalidOid ? NULL : dbname, NULL,
+				   tag->data, tag->len, len);
 }
 
 static char *
@@ -537,38 +581,49 @@ tag_add_cmds(TcRedisCommand *cmds, const ArcKey *key, const char *rkey,
  */
 
 /*
- * Read n keys from L2 in one round trip (GET and PTTL of each).  Returns
- * false if Redis is unavailable or failed: treat every key as a miss.
+ * Read n keys from L2 in one round trip (GET and PTTL of each), and Redis's
+ * clock before them (*now_us, in microseconds; for fills: see fill_script).
+ * Returns false if Redis is unavailable or failed: treat every key as a
+ * miss.
  */
 bool
-L2Get(int n, const ArcKey *keys, L2Entry *out)
+L2Get(int n, const ArcKey *keys, L2Entry *out, uint64 *now_us)
 {
 	TcRedisCommand *cmds;
 	redisReply **replies;
+	redisReply *time;
 	char		err[512];
 	int			i;
 
+	*now_us = 0;
 	if (n == 0)
 		return true;
-	cmds = palloc(sizeof(TcRedisCommand) * 2 * n);
-	replies = palloc0(sizeof(redisReply *) * 2 * n);
+	cmds = palloc(sizeof(TcRedisCommand) * (1 + 2 * n));
+	replies = palloc0(sizeof(redisReply *) * (1 + 2 * n));
+	TwoCacheRedisCommand(&cmds[0], "TIME");
 	for (i = 0; i < n; i++)
 	{
 		size_t		rklen;
 		char	   *rkey = l2_key(&keys[i], &rklen);
 
-		TwoCacheRedisCommand(&cmds[2 * i], "GET");
-		TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
-		TwoCacheRedisCommand(&cmds[2 * i + 1], "PTTL");
-		TwoCacheRedisArg(&cmds[2 * i + 1], rkey, rklen);
+		TwoCacheRedisCommand(&cmds[1 + 2 * i], "GET");
+		TwoCacheRedisArg(&cmds[1 + 2 * i], rkey, rklen);
+		TwoCacheRedisCommand(&cmds[2 + 2 * i], "PTTL");
+		TwoCacheRedisArg(&cmds[2 + 2 * i], rkey, rklen);
 	}
-	if (!TwoCacheRedisBackendExec(2 * n, cmds, replies, err, sizeof(err)))
+	if (!TwoCacheRedisBackendExec(1 + 2 * n, cmds, replies, err, sizeof(err)))
 		return false;
 
+	time = replies[0];
+	if (time->type == REDIS_REPLY_ARRAY && time->elements == 2 &&
+		time->element[0]->type == REDIS_REPLY_STRING &&
+		time->element[1]->type == REDIS_REPLY_STRING)
+		*now_us = strtou64(time->element[0]->str, NULL, 10) * 1000000 +
+			strtou64(time->element[1]->str, NULL, 10);
 	for (i = 0; i < n; i++)
 	{
-		redisReply *get = replies[2 * i];
-		redisReply *pttl = replies[2 * i + 1];
+		redisReply *get = replies[1 + 2 * i];
+		redisReply *pttl = replies[2 + 2 * i];
 		L2Entry    *e = &out[i];
 
 		memset(e, 0, sizeof(L2Entry));
@@ -583,7 +638,7 @@ L2Get(int n, const ArcKey *keys, L2Entry *out)
 		e->found = true;
 		e->pttl_ms = pttl->integer;		/* -1: no expiry */
 	}
-	TwoCacheRedisFreeReplies(2 * n, replies);
+	TwoCacheRedisFreeReplies(1 + 2 * n, replies);
 	return true;
 }
 
@@ -635,60 +690,81 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 
 /*
  * Store a fetched value (or placeholder) in L2: a fill, not a change, so no
- * message.  A fill began on an L2 miss, so whatever Redis holds for the key
- * now was stored after the fill began (a set, or another server's fill):
- * SET NX never replaces it.  *stored says whether it wrote.  Returns false
- * if Redis is unavailable or refused.
+ * message.  start_us is Redis's clock when the fill read the key (L2Get).
+ * The key is added to its tags' sets first, then one script (fill_script)
+ * stores it unless, atomically: a delete of its stripe or an invalidation of
+ * one of its tags happened since start_us, on any server (the fill may have
+ * read the old rows), or Redis holds a value for it (stored after the fill
+ * began: a set, or another server's fill).  A key in a set without a value
+ * is harmless; the other order would let a tag invalidation between the
+ * two miss the key.  *stored says whether it wrote.  Returns false if Redis
+ * is unavailable or refused.
  */
 bool
 L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
-	   const ArcTags *tags, int64 ttl_ms, bool *stored)
+	   const ArcTags *tags, int64 ttl_ms, uint64 start_us, bool *stored)
 {
 	int			ntags = TwoCacheTagsCount(tags);
 	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (1 + ntags));
 	redisReply **replies = palloc0(sizeof(redisReply *) * (1 + ntags));
+	TcRedisCommand *fill = &cmds[ntags];
 	char		err[512];
 	char		ttlbuf[32];
+	char		genbuf[32];
+	char		startbuf[32];
+	char		nkeys[16];
 	size_t		rklen,
-				vlen;
+				vlen,
+				flen;
 	char	   *rkey = l2_key(key, &rklen);
 	char	   *v = l2_value(value, len, negative, tags, &vlen);
-	uint64		generation = InvalGeneration();
-	char		genbuf[32];
+	char	   *fence = L2DeleteFenceName(rkey, rklen, &flen);
 	bool		ok;
 
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, Max(ttl_ms, 0));
-	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, generation);
-	if (generation == 0)
+	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, InvalGeneration());
+	snprintf(startbuf, sizeof(startbuf), UINT64_FORMAT, start_us);
+	snprintf(nkeys, sizeof(nkeys), "%d", 2 + ntags);
+	(void) tag_add_cmds(cmds, key, rkey, rklen, tags, ttlbuf);
+
+	TwoCacheRedisCommand(fill, "EVAL");
+	TwoCacheRedisArg(fill, fill_script, strlen(fill_script));
+	TwoCacheRedisArg(fill, nkeys, strlen(nkeys));
+	TwoCacheRedisArg(fill, rkey, rklen);
+	TwoCacheRedisArg(fill, fence, flen);
+	if (ntags > 0)
 	{
-		/* no value is of an older generation: any one present blocks it */
-		TwoCacheRedisCommand(&cmds[0], "SET");
-		TwoCacheRedisArg(&cmds[0], rkey, rklen);
-		TwoCacheRedisArg(&cmds[0], v, vlen);
-		TwoCacheRedisArg(&cmds[0], "NX", 2);
-		if (ttl_ms > 0)
+		const unsigned char *p = (const unsigned char *) tags->data;
+		const unsigned char *end = p + tags->len;
+		const char *dbname;
+		const char *rolename;
+
+		L2ScopeNames(key, &dbname, &rolename);
+		while (end - p >= 2)
 		{
-			TwoCacheRedisArg(&cmds[0], "PX", 2);
-			TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
+			ArcKey		tag;
+			size_t		tflen;
+			char	   *tfence;
+
+			tag.dbid = key->dbid;
+			tag.roleid = InvalidOid;
+			tag.len = (p[0] << 8) | p[1];
+			tag.data = (const char *) p + 2;
+			p += 2 + tag.len;
+			tfence = L2TagFenceName(&tag, dbname, &tflen);
+			TwoCacheRedisArg(fill, tfence, tflen);
 		}
 	}
-	else
-	{
-		TwoCacheRedisCommand(&cmds[0], "EVAL");
-		TwoCacheRedisArg(&cmds[0], fill_script, strlen(fill_script));
-		TwoCacheRedisArg(&cmds[0], "1", 1);
-		TwoCacheRedisArg(&cmds[0], rkey, rklen);
-		TwoCacheRedisArg(&cmds[0], v, vlen);
-		TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
-		TwoCacheRedisArg(&cmds[0], genbuf, strlen(genbuf));
-	}
-	(void) tag_add_cmds(&cmds[1], key, rkey, rklen, tags, ttlbuf);
+	TwoCacheRedisArg(fill, v, vlen);
+	TwoCacheRedisArg(fill, ttlbuf, strlen(ttlbuf));
+	TwoCacheRedisArg(fill, genbuf, strlen(genbuf));
+	TwoCacheRedisArg(fill, startbuf, strlen(startbuf));
+
 	*stored = false;
 	if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, err, sizeof(err)))
 		return false;
-	ok = !reply_is_error(replies[0]);
-	*stored = ok && (generation == 0 ? replies[0]->type == REDIS_REPLY_STATUS :
-					 replies[0]->type == REDIS_REPLY_INTEGER && replies[0]->integer == 1);
+	ok = replies[ntags]->type == REDIS_REPLY_INTEGER;
+	*stored = ok && replies[ntags]->integer == 1;
 	TwoCacheRedisFreeReplies(1 + ntags, replies);
 	return ok;
 }

@@ -12,6 +12,10 @@
 #include "message.h"
 #include "twocache.h"
 
+/* Fill fences (l2.c): delete stripes, and how long a tag's fence lasts */
+#define L2_FENCE_STRIPES	4096
+#define L2_TAG_FENCE_TTL	"86400000"	/* ms: a day */
+
 /* One key read from L2 */
 typedef struct L2Entry
 {
@@ -26,16 +30,18 @@ typedef struct L2Entry
 	uint64		generation;		/* written in (0: unmarked) */
 } L2Entry;
 
-extern bool L2Get(int n, const ArcKey *keys, L2Entry *out);
+extern bool L2Get(int n, const ArcKey *keys, L2Entry *out, uint64 *now_us);
 extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
 extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
 				   bool negative, const ArcTags *tags, int64 ttl_ms,
-				   bool *stored);
+				   uint64 start_us, bool *stored);
 extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 				  TwoCacheOnlyIf only_if, const ArcTags *tags, bool *wrote,
 				  char *errbuf, size_t errlen);
 extern char *L2TagSetName(const ArcKey *tag, const char *dbname, size_t *len);
 extern char *L2RolePrefix(const char *dbname, const char *rolename, size_t *len);
+extern char *L2DeleteFenceName(const char *rkey, size_t rkeylen, size_t *len);
+extern char *L2TagFenceName(const ArcKey *tag, const char *dbname, size_t *len);
 extern void L2ScopeNames(const ArcKey *key, const char **dbname,
 						 const char **rolename);
 extern XLogRecPtr TwoCacheInvalidationLsn(void);

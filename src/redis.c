@@ -153,9 +153,12 @@ TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
 
 	for (i = 0; i < ncmds; i++)
 	{
+		bool		wide = cmds[i].argc > TC_REDIS_MAX_ARGS;
+
 		/* hiredis 0.14 takes a non-const argv it does not modify */
-		if (redisAppendCommandArgv(c, cmds[i].argc, (const char **) cmds[i].argv,
-								   cmds[i].argvlen) != REDIS_OK)
+		if (redisAppendCommandArgv(c, cmds[i].argc,
+								   (const char **) (wide ? cmds[i].xargv : cmds[i].argv),
+								   wide ? cmds[i].xargvlen : cmds[i].argvlen) != REDIS_OK)
 		{
 			set_error(errbuf, errlen, "could not queue Redis command", c);
 			return false;
@@ -448,13 +451,42 @@ TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
 	return true;
 }
 
-/* Set up an argument of a command. */
+/*
+ * Add an argument to a command.  Past TC_REDIS_MAX_ARGS they all move to
+ * xargv, grown in the current memory context.
+ */
 void
 TwoCacheRedisArg(TcRedisCommand *cmd, const char *arg, size_t len)
 {
-	Assert(cmd->argc < TC_REDIS_MAX_ARGS);
-	cmd->argv[cmd->argc] = arg;
-	cmd->argvlen[cmd->argc] = len;
+	if (cmd->argc < TC_REDIS_MAX_ARGS)
+	{
+		cmd->argv[cmd->argc] = arg;
+		cmd->argvlen[cmd->argc] = len;
+		cmd->argc++;
+		return;
+	}
+	if (cmd->argc == TC_REDIS_MAX_ARGS || cmd->argc == cmd->xcap)
+	{
+		int			cap = cmd->argc * 2;
+		const char **xargv = palloc(sizeof(const char *) * cap);
+		size_t	   *xargvlen = palloc(sizeof(size_t) * cap);
+
+		if (cmd->argc == TC_REDIS_MAX_ARGS)
+		{
+			memcpy(xargv, cmd->argv, sizeof(cmd->argv));
+			memcpy(xargvlen, cmd->argvlen, sizeof(cmd->argvlen));
+		}
+		else
+		{
+			memcpy(xargv, cmd->xargv, sizeof(const char *) * cmd->argc);
+			memcpy(xargvlen, cmd->xargvlen, sizeof(size_t) * cmd->argc);
+		}
+		cmd->xargv = xargv;
+		cmd->xargvlen = xargvlen;
+		cmd->xcap = cap;
+	}
+	cmd->xargv[cmd->argc] = arg;
+	cmd->xargvlen[cmd->argc] = len;
 	cmd->argc++;
 }
 
@@ -463,5 +495,8 @@ void
 TwoCacheRedisCommand(TcRedisCommand *cmd, const char *name)
 {
 	cmd->argc = 0;
+	cmd->xcap = 0;
+	cmd->xargv = NULL;
+	cmd->xargvlen = NULL;
 	TwoCacheRedisArg(cmd, name, strlen(name));
 }

@@ -25,11 +25,19 @@ typedef struct TcRedisUrl
 	int			db;
 } TcRedisUrl;
 
+/*
+ * A command: its arguments inline, or, once it has more than
+ * TC_REDIS_MAX_ARGS (built with TwoCacheRedisCommand and TwoCacheRedisArg
+ * only), all of them in xargv/xargvlen, palloc'd.
+ */
 typedef struct TcRedisCommand
 {
 	int			argc;
 	const char *argv[TC_REDIS_MAX_ARGS];
 	size_t		argvlen[TC_REDIS_MAX_ARGS];
+	int			xcap;			/* capacity of xargv */
+	const char **xargv;
+	size_t	   *xargvlen;
 } TcRedisCommand;
 
 extern bool TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err);

@@ -34,7 +34,7 @@ PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
 
 # pg_regress topics, for "make installcheck" against a server that preloads
 # twocache; "make test" runs them on temporary servers of its own.
-REGRESS = api ttl negative errors settings stats privileges bad_input tags auto_tag limits role_scope output_settings script_security upgrade
+REGRESS = api ttl negative errors settings stats privileges bad_input tags auto_tag limits role_scope output_settings sizes script_security upgrade
 REGRESS_OPTS = --load-extension=twocache --temp-config=$(srcdir)/test/twocache.conf
 
 PG_CONFIG ?= pg_config

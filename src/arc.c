@@ -314,11 +314,28 @@ ArcMaxItemSize(ArcPartition *part)
 }
 
 /*
+ * Can the partition always make room for an entry whose key takes key_len
+ * bytes and whose value chunk takes chunk_len: the value and its encoded
+ * tags, which are stored together?  Each of the two chunks has its header.
+ * The arena's size never changes, so no lock is needed.
+ */
+bool
+ArcItemFits(ArcPartition *part, Size key_len, Size chunk_len)
+{
+	return key_len + chunk_len + 2 * ArenaChunkOverhead() <= ArcMaxItemSize(part);
+}
+
+/*
  * Store a value (or a not-found placeholder) under key: the ARC request for
  * a key whose value has just been fetched or set.  A resident key is updated
  * and counts as a hit; a ghost is brought back into T2 after adapting p; a
  * new key goes through case IV and enters T1.  *evicted is increased by the
  * number of resident entries demoted or dropped.
+ *
+ * ARC_TOO_LARGE leaves the key without a resident entry (a ghost of it may
+ * stay): a write that did not fit drops the key's old value, since the
+ * caller may have written the new value to Redis already, and the old one
+ * must not be served here meanwhile.
  */
 ArcStoreResult
 ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
@@ -333,10 +350,14 @@ ArcStore(ArcPartition *part, HTAB *hash, const ArcKey *key,
 	bool		found;
 
 	Assert(key->len > 0);
-	if (key->len + vsize + 2 * ArenaChunkOverhead() > ArcMaxItemSize(part))
-		return ARC_TOO_LARGE;
-
 	e = ArcFind(hash, key);
+	if (!ArcItemFits(part, key->len, vsize))
+	{
+		if (e != NULL && !ArcListIsGhost(e->list))
+			ArcRemove(part, hash, e);
+		return ARC_TOO_LARGE;
+	}
+
 	if (e != NULL && !ArcListIsGhost(e->list))
 	{
 		/* Case I on a write: replace the value, move to MRU of T2. */

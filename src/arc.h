@@ -140,7 +140,8 @@ typedef struct ArcPartition
 typedef enum ArcStoreResult
 {
 	ARC_STORED,
-	ARC_TOO_LARGE				/* could not fit even after evicting */
+	ARC_TOO_LARGE				/* could not fit even after evicting; the
+								 * key has no resident entry left */
 } ArcStoreResult;
 
 /* arc.c: caller holds the partition lock exclusively unless noted */
@@ -157,7 +158,9 @@ extern ArcStoreResult ArcStore(ArcPartition *part, HTAB *hash,
 							   const ArcTags *tags, TimestampTz expires_at,
 							   uint64 *evicted);
 extern uint64 ArcClear(ArcPartition *part, HTAB *hash);
-extern Size ArcMaxItemSize(ArcPartition *part);
+extern Size ArcMaxItemSize(ArcPartition *part);	/* no lock needed */
+extern bool ArcItemFits(ArcPartition *part, Size key_len,
+						Size chunk_len);	/* no lock needed */
 
 /* store.c: caller holds the partition lock exclusively */
 extern void ArenaInit(Arena *arena, char *base, Size size);

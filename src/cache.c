@@ -13,6 +13,12 @@
  * invalidation counter, and it is not stored if the key was invalidated
  * since.
  *
+ * Sizes: a value and its tags share one arena chunk, and a value is kept in
+ * L1 only when both together fit (TwoCacheValueFit).  twocache_set checks
+ * that before writing anything; a fetched value that does not fit goes to
+ * neither layer, and a copy read from Redis that does not fit here (written
+ * by a server with a larger max_value_size) is returned but not kept.
+ *
  * Locking: partition LWLocks are taken here (exclusive for anything that
  * changes entries or ARC order, shared to inspect) and never held across
  * Redis I/O or SPI.  Values are copied out under the lock.
@@ -101,6 +107,29 @@ bool
 TwoCacheEntryIsLive(const ArcEntry *e, TimestampTz now)
 {
 	return e != NULL && !ArcListIsGhost(e->list) && !is_expired(e, now);
+}
+
+/*
+ * Can L1 keep a value of len bytes (0 for a not-found placeholder) with
+ * these tags under key?  The value and its encoded tags are stored together
+ * in one arena chunk, so both count: against twocache.max_value_size, and,
+ * with the key, against what the key's partition can always make room for
+ * (ArcItemFits).  Every write and fill asks this before storing, so a value
+ * is kept in L1 exactly when it fits; one that does not is refused by
+ * twocache_set (54000) and returned uncached by a read (too_large).
+ */
+TwoCacheFit
+TwoCacheValueFit(const ArcKey *key, Size len, const ArcTags *tags)
+{
+	HTAB	   *hash;
+	ArcPartition *part = TwoCachePartitionFor(key, &hash);
+	Size		chunk = len + (tags != NULL ? tags->len : 0);
+
+	if (chunk > (Size) twocache_max_value_size)
+		return TWOCACHE_OVER_MAX_VALUE_SIZE;
+	if (!ArcItemFits(part, key->len, chunk))
+		return TWOCACHE_OVER_PARTITION;
+	return TWOCACHE_FITS;
 }
 
 static text *
@@ -244,7 +273,8 @@ fill_is_stale(ArcPartition *part, const ArcKey *key, const ArcTags *tags,
 
 /*
  * Write key = value in L1, honouring only_if, and fence in-flight fills of
- * the key.  Returns whether it wrote.
+ * the key.  Returns whether it wrote; when the condition held but the value
+ * could not be stored, the key's old value is dropped all the same.
  */
 static bool
 l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
@@ -277,7 +307,12 @@ l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		TwoCacheCount(TC_EVICTIONS, evicted);
 	if (r == ARC_TOO_LARGE)
 	{
-		/* the partition could not make room; callers checked the size */
+		/*
+		 * Callers checked the size (TwoCacheValueFit), so this is not
+		 * expected; were it to happen, ArcStore dropped the old value and
+		 * the fills of the key are fenced above, so this server cannot serve
+		 * an older value than Redis may have taken.
+		 */
 		TwoCacheCount(TC_TOO_LARGE, 1);
 		return false;
 	}
@@ -353,15 +388,19 @@ TwoCacheFlushLocal(void)
 
 /*
  * Read key from L2 for a fill begun with t: on a hit store it in L1 (which
- * ends t's flight) and set *result.  Returns false on an L2 miss or when
- * Redis is unavailable; t is then still open, and *start_us is Redis's
- * clock at the read (0 if unknown), for the fill's write (L2Fill).
+ * ends t's flight) and set *result.  A copy that L1 cannot keep here (over
+ * this server's max_value_size with its tags: another server with a larger
+ * setting wrote it) is returned without being stored, and t's flight ends.
+ * Returns false on an L2 miss or when Redis is unavailable; t is then still
+ * open, and *start_us is Redis's clock at the read (0 if unknown), for the
+ * fill's write (L2Fill).
  */
 static bool
 fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
 			 FlightTicket *t, text **result, uint64 *start_us)
 {
 	L2Entry		e;
+	uint32		len;
 
 	*start_us = 0;
 	/* withheld: an invalidation of it Redis has not taken yet (inval.c) */
@@ -385,9 +424,14 @@ fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
 	else
 		*result = NULL;
 	TwoCacheCount(e.negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
-	(void) l1_fill(part, hash, key,
-				   e.negative ? NULL : VARDATA(*result),
-				   e.negative ? 0 : VARSIZE(*result) - VARHDRSZ,
+	len = e.negative ? 0 : VARSIZE(*result) - VARHDRSZ;
+	if (TwoCacheValueFit(key, len, &e.tags) != TWOCACHE_FITS)
+	{
+		TwoCacheCount(TC_TOO_LARGE, 1);
+		FlightEnd(t);
+		return true;
+	}
+	(void) l1_fill(part, hash, key, e.negative ? NULL : VARDATA(*result), len,
 				   e.negative, &e.tags,
 				   e.pttl_ms < 0 ? 0 : Max(e.pttl_ms, 1), t);
 	return true;
@@ -395,8 +439,9 @@ fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
 
 /*
  * The filler's work: L2, else the fetch query; store the result in both
- * layers unless stale, uncacheable or too large; end the flight whatever
- * happens.  Returns the value, or NULL for not found.
+ * layers unless stale, uncacheable or too large for L1 with its tags (then
+ * it goes to neither); end the flight whatever happens.  Returns the value,
+ * or NULL for not found.
  */
 static text *
 fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
@@ -473,11 +518,16 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 		FlightEnd(t);
 		return result;
 	}
-	if ((fr.found && fr.value_len > (uint32) twocache_max_value_size) ||
-		(!fr.found && twocache_not_found_ttl == 0))
+	if (!fr.found && twocache_not_found_ttl == 0)
 	{
-		if (fr.found)
-			TwoCacheCount(TC_TOO_LARGE, 1);
+		FlightEnd(t);
+		return result;
+	}
+	if (TwoCacheValueFit(key, fr.found ? fr.value_len : 0,
+						 store_tags) != TWOCACHE_FITS)
+	{
+		/* L1 cannot keep it with its tags: cached in neither layer */
+		TwoCacheCount(TC_TOO_LARGE, 1);
 		FlightEnd(t);
 		return result;
 	}
@@ -635,7 +685,8 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 
 /*
  * Read n keys: L1 first (each an ARC access), then one L2 round trip for
- * the misses.  values[i] is NULL when key i was not found.
+ * the misses, whose copies are stored in L1 when they fit (else returned
+ * only).  values[i] is NULL when key i was not found.
  */
 void
 TwoCacheMGet(int n, const ArcKey *keys, text **values)
@@ -698,6 +749,7 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 	{
 		HTAB	   *hash;
 		ArcPartition *part = TwoCachePartitionFor(&mkeys[i], &hash);
+		uint32		len;
 
 		if (!l2[i].found ||
 			InvalL2Withheld(&mkeys[i], &l2[i].tags, l2[i].generation))
@@ -718,9 +770,16 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 			values[missing[i]] = v;
 		}
 		TwoCacheCount(l2[i].negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
+		len = l2[i].negative ? 0 : VARSIZE(values[missing[i]]) - VARHDRSZ;
+		if (TwoCacheValueFit(&mkeys[i], len, &l2[i].tags) != TWOCACHE_FITS)
+		{
+			/* returned, but L1 cannot keep it here (as in fill_from_l2) */
+			TwoCacheCount(TC_TOO_LARGE, 1);
+			FlightEnd(&tickets[i]);
+			continue;
+		}
 		(void) l1_fill(part, hash, &mkeys[i],
-					   l2[i].negative ? NULL : VARDATA(values[missing[i]]),
-					   l2[i].negative ? 0 : VARSIZE(values[missing[i]]) - VARHDRSZ,
+					   l2[i].negative ? NULL : VARDATA(values[missing[i]]), len,
 					   l2[i].negative, &l2[i].tags,
 					   l2[i].pttl_ms < 0 ? 0 : Max(l2[i].pttl_ms, 1),
 					   &tickets[i]);

@@ -316,33 +316,61 @@ only_if_arg(FunctionCallInfo fcinfo, int argno)
 }
 
 static text *
-value_arg(FunctionCallInfo fcinfo, int argno, const ArcKey *key)
+value_arg(FunctionCallInfo fcinfo, int argno)
 {
-	text	   *value;
-	Size		len;
-	HTAB	   *hash;
-	ArcPartition *part = TwoCachePartitionFor(key, &hash);
-
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("cache value must not be null"),
 				 errhint("Use twocache_del() to remove a key.")));
-	value = PG_GETARG_TEXT_PP(argno);
-	len = VARSIZE_ANY_EXHDR(value);
-	if (len > (Size) twocache_max_value_size)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cache value is too large"),
-				 errdetail("The value is %zu bytes; twocache.max_value_size is %d bytes.",
-						   len, twocache_max_value_size)));
-	if (key->len + len + 2 * ArenaChunkOverhead() > ArcMaxItemSize(part))
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cache value is too large"),
-				 errdetail("The key and value take %zu bytes; a partition of twocache.memory can hold at most %zu.",
-						   key->len + len, ArcMaxItemSize(part))));
-	return value;
+	return PG_GETARG_TEXT_PP(argno);
+}
+
+/*
+ * Raise 54000 unless L1 can keep value with tags (NULL: none) under key:
+ * the value and its tags are stored together, so both count.  Checked
+ * before anything is written, so that no layer takes a value the other
+ * cannot.
+ */
+static void
+value_size_check(const ArcKey *key, text *value, const ArcTags *tags)
+{
+	Size		len = VARSIZE_ANY_EXHDR(value);
+	Size		tlen = tags != NULL ? tags->len : 0;
+	HTAB	   *hash;
+	ArcPartition *part = TwoCachePartitionFor(key, &hash);
+
+	switch (TwoCacheValueFit(key, len, tags))
+	{
+		case TWOCACHE_FITS:
+			break;
+		case TWOCACHE_OVER_MAX_VALUE_SIZE:
+			if (tlen == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("cache value is too large"),
+						 errdetail("The value is %zu bytes; twocache.max_value_size is %d bytes.",
+								   len, twocache_max_value_size)));
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("cache value is too large"),
+					 errdetail("The value and its tags take %zu bytes; twocache.max_value_size is %d bytes.",
+							   len + tlen, twocache_max_value_size)));
+			break;
+		case TWOCACHE_OVER_PARTITION:
+			if (tlen == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("cache value is too large"),
+						 errdetail("The key and value take %zu bytes; a partition of twocache.memory can hold at most %zu.",
+								   key->len + len, ArcMaxItemSize(part))));
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("cache value is too large"),
+					 errdetail("The key, value and tags take %zu bytes; a partition of twocache.memory can hold at most %zu.",
+							   key->len + len + tlen, ArcMaxItemSize(part))));
+			break;
+	}
 }
 
 /*
@@ -359,10 +387,11 @@ twocache_set(PG_FUNCTION_ARGS)
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	value = value_arg(fcinfo, 1, &key);
+	value = value_arg(fcinfo, 1);
 	ttl_ms = ttl_arg(fcinfo, 2);
 	only_if = only_if_arg(fcinfo, 3);
 	tags_arg(fcinfo, 4, &tags);
+	value_size_check(&key, value, &tags);
 
 	PG_RETURN_BOOL(TwoCacheSet(&key, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),
 							   ttl_ms, only_if, false, &tags));
@@ -380,7 +409,8 @@ twocache_local_set(PG_FUNCTION_ARGS)
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	value = value_arg(fcinfo, 1, &key);
+	value = value_arg(fcinfo, 1);
+	value_size_check(&key, value, NULL);
 	ttl_ms = ttl_arg(fcinfo, 2);
 
 	(void) TwoCacheSet(&key, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value),

@@ -191,11 +191,23 @@ extern int64 TwoCacheIntervalToMs(const Interval *ttl, bool from_fetch);
 extern int64 TwoCacheCapTtl(int64 ttl_ms);
 
 /* cache.c */
+
+/* Whether a value with its tags can be kept in L1 (TwoCacheValueFit) */
+typedef enum TwoCacheFit
+{
+	TWOCACHE_FITS,
+	TWOCACHE_OVER_MAX_VALUE_SIZE,	/* value and tags over max_value_size */
+	TWOCACHE_OVER_PARTITION		/* key, value and tags over what the key's
+								 * partition can hold */
+} TwoCacheFit;
+
 extern void TwoCacheKeyInit(ArcKey *key, Oid dbid, Oid roleid,
 							const char *data, int len);
 extern ArcPartition *TwoCachePartitionFor(const ArcKey *key, HTAB **hash);
 extern TimestampTz TwoCacheExpiry(TimestampTz now, int64 ttl_ms);
 extern bool TwoCacheEntryIsLive(const ArcEntry *e, TimestampTz now);
+extern TwoCacheFit TwoCacheValueFit(const ArcKey *key, Size len,
+									const ArcTags *tags);
 extern text *TwoCacheValueForReader(const char *value, uint32 len, int src,
 									bool verify);
 extern bool TwoCacheLocalDelete(const ArcKey *key);

@@ -10,6 +10,13 @@
  * inval.c owns deletes and tag invalidations (here and on every server),
  * worker.c applies other servers' messages, and funcs.c is the SQL surface.
  *
+ * Lock order, for every file: a backend holds at most one partition LWLock
+ * at a time (scans take them one after another); under it, it may take the
+ * tag fence spinlock (tags.c) and nothing else.  The worker state and stats
+ * spinlocks are taken alone, and so is the invalidation queue's LWLock
+ * (inval.c).  No LWLock or spinlock is held across Redis I/O, SPI, a
+ * ConditionVariable sleep or a heavyweight lock wait.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef TWOCACHE_H

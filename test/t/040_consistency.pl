@@ -277,7 +277,7 @@ sub l2_decode
 # ---------------------------------------------------------------------
 # Servers
 # ---------------------------------------------------------------------
-my $redis = TwoCacheRedis->new;
+my $redis = TwoCacheRedis->new(args => [ '--appendonly', 'yes' ]);
 
 my $TABLE_SQL = qq{
 CREATE TABLE src (id int PRIMARY KEY, v text NOT NULL);

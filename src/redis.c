@@ -11,15 +11,34 @@
  * twocache.redis_timeout), wakes on the latch for cancel and termination,
  * and exits on postmaster death.  The installed hiredis is 0.14.1, which has
  * no connect timeouts of its own; this file is the only one that knows.
- * URLs are parsed in redis_url.c.
+ * URLs are parsed in redis_url.c.  (A host name is resolved by hiredis with
+ * a blocking getaddrinfo, the one wait not bounded here.)
+ *
+ * Every connection is a file descriptor PostgreSQL does not open itself, so
+ * it is accounted with fd.c as libpq-be-fe-helpers.h does for libpq:
+ * AcquireExternalFD before the socket is made (fd.c closes virtual file
+ * descriptors to make room), ReleaseExternalFD in TwoCacheRedisFree.  The
+ * wait set kept for the socket waited on last takes one more (its epoll
+ * instance; CreateWaitEventSet raises an ERROR when fd.c has none left, so
+ * we check first).  When fd.c has none to give, Redis is unavailable, as
+ * when it is down.
+ *
+ * A connect (TCP or unix socket, then AUTH, SELECT and CLIENT SETNAME in
+ * one pipeline) runs under PG_TRY: a cancel or statement_timeout while it
+ * waits frees the half-open connection before the error goes on.  A
+ * connection names itself twocache:<instance_id>:<role>:<pid> so that
+ * CLIENT LIST shows whose it is; an error reply to CLIENT SETNAME is
+ * ignored (old servers and some proxies refuse CLIENT).
  *
  * A backend has one lazily opened connection, kept across transactions.  An
- * exchange interrupted by an error (a cancel while waiting) leaves replies
- * in flight, so the connection is marked dirty first and replaced on next
- * use.  After a failure the backend skips Redis for
- * twocache.redis_retry_interval.  Nothing here raises an ERROR because of
- * Redis: failures are returned with a message in errbuf, which never
- * contains the password.
+ * exchange that fails (timeout, invalid reply) or is interrupted (an ERROR
+ * from a cancel while waiting, caught and re-thrown) may leave replies in
+ * flight, so its connection is closed at once and never reused: the next
+ * use opens a new one.  After a failure the backend skips Redis for
+ * twocache.redis_retry_interval plus a random part of up to a quarter of
+ * it, so that the backends that saw Redis fail together do not all come
+ * back at once.  Nothing here raises an ERROR because of Redis: failures are
+ * returned with a message in errbuf, which never contains the password.
  *
  * No LWLock may be held while calling into this file.
  *
@@ -29,8 +48,10 @@
 
 #include <sys/socket.h>
 
+#include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -41,8 +62,10 @@
 /* The backend's connection */
 static redisContext *backend_conn = NULL;
 static char *backend_conn_url = NULL;	/* settings it was opened with */
-static bool backend_conn_dirty = false;
 static TimestampTz backend_skip_until = 0;
+
+/* what fd.c's refusal of an external descriptor is called */
+#define NO_FDS_LEFT "there are too many open files on the local server"
 
 /* ----------------------------------------------------------------
  * Bounded waits and exchanges
@@ -71,7 +94,10 @@ drop_wait_set(void)
 	wait_set_pos = -1;
 }
 
-/* Free a connection (and the wait set of its socket). */
+/*
+ * Free a connection made by TwoCacheRedisConnect (and the wait set of its
+ * socket), and give its descriptor back to fd.c.
+ */
 void
 TwoCacheRedisFree(redisContext *c)
 {
@@ -80,19 +106,34 @@ TwoCacheRedisFree(redisContext *c)
 	if (c->fd == wait_set_fd)
 		drop_wait_set();
 	redisFree(c);
+	ReleaseExternalFD();
 }
 
 /*
- * Wait until fd is ready for events (WL_SOCKET_*), the deadline passes
- * (false) or an interrupt is raised (ERROR as usual, from
- * CHECK_FOR_INTERRUPTS; callers mark their connection dirty first).
+ * Wait until fd is ready for events (WL_SOCKET_*): true.  False with errbuf
+ * set if the deadline passes (timeout_msg) or there is no descriptor left
+ * for the wait set.  An interrupt raises an ERROR as usual, from
+ * CHECK_FOR_INTERRUPTS: callers free or drop their connection then.
  */
 static bool
-wait_socket(int fd, int events, TimestampTz deadline)
+wait_socket(int fd, int events, TimestampTz deadline, const char *timeout_msg,
+			char *errbuf, size_t errlen)
 {
 	if (wait_set == NULL || wait_set_fd != fd)
 	{
 		drop_wait_set();
+
+		/*
+		 * CreateWaitEventSet takes an external descriptor for its epoll
+		 * instance and raises an ERROR when fd.c has none left: make sure it
+		 * will get one, so that running out means "Redis unavailable".
+		 */
+		if (!AcquireExternalFD())
+		{
+			snprintf(errbuf, errlen, "%s", NO_FDS_LEFT);
+			return false;
+		}
+		ReleaseExternalFD();
 		wait_set = CreateWaitEventSet(TopMemoryContext, 3);
 		AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -113,7 +154,10 @@ wait_socket(int fd, int events, TimestampTz deadline)
 		WaitEvent	event;
 
 		if (timeout <= 0)
+		{
+			snprintf(errbuf, errlen, "%s", timeout_msg);
 			return false;
+		}
 		if (WaitEventSetWait(wait_set, timeout, &event, 1, PG_WAIT_EXTENSION) == 0)
 			continue;			/* timed out: the loop checks the deadline */
 		if (event.events & WL_LATCH_SET)
@@ -136,9 +180,45 @@ set_error(char *errbuf, size_t errlen, const char *what, const redisContext *c)
 }
 
 /*
+ * Read ncmds replies into replies[], counting them in *got, by deadline.
+ * False with errbuf set on failure.
+ */
+static bool
+read_replies(redisContext *c, int ncmds, redisReply **replies,
+			 TimestampTz deadline, volatile int *got, char *errbuf, size_t errlen)
+{
+	while (*got < ncmds)
+	{
+		void	   *reply = NULL;
+
+		if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+		{
+			set_error(errbuf, errlen, "invalid reply from Redis", c);
+			return false;
+		}
+		if (reply != NULL)
+		{
+			replies[(*got)++] = (redisReply *) reply;
+			continue;
+		}
+		if (!wait_socket(c->fd, WL_SOCKET_READABLE, deadline,
+						 "timed out waiting for Redis", errbuf, errlen))
+			return false;
+		if (redisBufferRead(c) != REDIS_OK)
+		{
+			set_error(errbuf, errlen, "could not read from Redis", c);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
  * Send ncmds commands in one pipeline and read their replies into
  * replies[], all within timeout_ms.  On failure frees what it read, sets
- * errbuf and returns false; the connection should then be dropped.
+ * errbuf and returns false: replies may still be in flight, so the caller
+ * must drop the connection (and must drop it too if this raises an ERROR,
+ * as a cancel while waiting does; what was read is freed then too).
  */
 bool
 TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
@@ -147,9 +227,10 @@ TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   timeout_ms);
-	int			got = 0;
+	volatile int got = 0;
 	int			done = 0;
 	int			i;
+	bool		ok;
 
 	for (i = 0; i < ncmds; i++)
 	{
@@ -175,45 +256,30 @@ TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
 		}
 		if (done)
 			break;
-		if (!wait_socket(c->fd, WL_SOCKET_WRITEABLE, deadline))
-		{
-			snprintf(errbuf, errlen, "timed out sending to Redis");
+		if (!wait_socket(c->fd, WL_SOCKET_WRITEABLE, deadline,
+						 "timed out sending to Redis", errbuf, errlen))
 			return false;
-		}
 	}
 
-	/* read the replies */
-	while (got < ncmds)
+	PG_TRY();
 	{
-		void	   *reply = NULL;
+		ok = read_replies(c, ncmds, replies, deadline, &got, errbuf, errlen);
+	}
+	PG_CATCH();
+	{
+		for (i = 0; i < got; i++)
+			freeReplyObject(replies[i]);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
-		if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
-		{
-			set_error(errbuf, errlen, "invalid reply from Redis", c);
-			goto fail;
-		}
-		if (reply != NULL)
-		{
-			replies[got++] = (redisReply *) reply;
-			continue;
-		}
-		if (!wait_socket(c->fd, WL_SOCKET_READABLE, deadline))
-		{
-			snprintf(errbuf, errlen, "timed out waiting for Redis");
-			goto fail;
-		}
-		if (redisBufferRead(c) != REDIS_OK)
-		{
-			set_error(errbuf, errlen, "could not read from Redis", c);
-			goto fail;
-		}
+	if (!ok)
+	{
+		for (i = 0; i < got; i++)
+			freeReplyObject(replies[i]);
+		return false;
 	}
 	return true;
-
-fail:
-	for (i = 0; i < got; i++)
-		freeReplyObject(replies[i]);
-	return false;
 }
 
 void
@@ -230,11 +296,123 @@ TwoCacheRedisFreeReplies(int n, redisReply **replies)
 }
 
 /*
- * Connect to the Redis of url, authenticate and select its database, all
- * within timeout_ms.  Returns NULL with errbuf set on failure.
+ * The name a connection gives itself (CLIENT SETNAME), so that CLIENT LIST
+ * shows whose it is: twocache:<instance_id>:<role>:<pid>.  Instance ids hold
+ * printable ASCII other than space only (check_instance_id), which is what
+ * Redis takes in a name.  buf should have TC_REDIS_NAME_LEN bytes.
+ */
+void
+TwoCacheRedisClientName(const char *role, char *buf, size_t len)
+{
+	snprintf(buf, len, "twocache:%s:%s:%d",
+			 twocache_shared != NULL ? twocache_shared->instance_id : "",
+			 role, MyProcPid);
+}
+
+/*
+ * The steps of a connect after the socket is made: wait for it to connect,
+ * then AUTH, SELECT and CLIENT SETNAME in one pipeline, all by deadline.
+ * Returns false with errbuf set on failure; the caller frees c either way
+ * if it fails or raises an ERROR.
+ */
+static bool
+connect_setup(redisContext *c, const TcRedisUrl *u, const char *target,
+			  const char *name, TimestampTz deadline, char *errbuf, size_t errlen)
+{
+	char		why[256];
+	int			sockerr = 0;
+	socklen_t	optlen = sizeof(sockerr);
+	char		dbbuf[16];
+	TcRedisCommand cmds[3];
+	redisReply *replies[3];
+	bool		fatal[3];
+	int			ncmds = 0;
+	int			i;
+	long		left;
+
+	if (c->err != 0)
+	{
+		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target, c->errstr);
+		return false;
+	}
+
+	/* a non-blocking connect completes when the socket is writable */
+	if (!wait_socket(c->fd, WL_SOCKET_WRITEABLE, deadline, "timed out",
+					 why, sizeof(why)))
+	{
+		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target, why);
+		return false;
+	}
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &sockerr, &optlen) < 0 || sockerr != 0)
+	{
+		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target,
+				 strerror(sockerr != 0 ? sockerr : errno));
+		return false;
+	}
+
+	if (u->password[0] != '\0')
+	{
+		TcRedisCommand *cmd = &cmds[ncmds];
+
+		fatal[ncmds++] = true;
+		TwoCacheRedisCommand(cmd, "AUTH");
+		if (u->user[0] != '\0')
+			TwoCacheRedisArg(cmd, u->user, strlen(u->user));
+		TwoCacheRedisArg(cmd, u->password, strlen(u->password));
+	}
+	if (u->db != 0)
+	{
+		TcRedisCommand *cmd = &cmds[ncmds];
+
+		fatal[ncmds++] = true;
+		snprintf(dbbuf, sizeof(dbbuf), "%d", u->db);
+		TwoCacheRedisCommand(cmd, "SELECT");
+		TwoCacheRedisArg(cmd, dbbuf, strlen(dbbuf));
+	}
+	if (name != NULL)
+	{
+		TcRedisCommand *cmd = &cmds[ncmds];
+
+		fatal[ncmds++] = false;
+		TwoCacheRedisCommand(cmd, "CLIENT");
+		TwoCacheRedisArg(cmd, "SETNAME", 7);
+		TwoCacheRedisArg(cmd, name, strlen(name));
+	}
+	if (ncmds == 0)
+		return true;
+
+	left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+	if (!TwoCacheRedisExec(c, ncmds, cmds, replies, (int) Max(left, 1),
+						   why, sizeof(why)))
+	{
+		snprintf(errbuf, errlen, "could not set up Redis connection to %s: %s",
+				 target, why);
+		return false;
+	}
+	for (i = 0; i < ncmds; i++)
+	{
+		if (fatal[i] && replies[i]->type == REDIS_REPLY_ERROR)
+		{
+			snprintf(errbuf, errlen, "Redis at %s refused %s: %s", target,
+					 cmds[i].argv[0], replies[i]->str);
+			TwoCacheRedisFreeReplies(ncmds, replies);
+			return false;
+		}
+	}
+	TwoCacheRedisFreeReplies(ncmds, replies);
+	return true;
+}
+
+/*
+ * Connect to the Redis of url, authenticate, select its database and name
+ * the connection name (NULL: no name), all within timeout_ms.  Returns NULL
+ * with errbuf set on failure, also when fd.c has no descriptor left for it.
+ * If an interrupt raises an ERROR meanwhile, the half-open connection is
+ * freed first.  Free the result with TwoCacheRedisFree.
  */
 redisContext *
-TwoCacheRedisConnect(const char *url, int timeout_ms, char *errbuf, size_t errlen)
+TwoCacheRedisConnect(const char *url, int timeout_ms, const char *name,
+					 char *errbuf, size_t errlen)
 {
 	TcRedisUrl	u;
 	const char *perr;
@@ -242,12 +420,7 @@ TwoCacheRedisConnect(const char *url, int timeout_ms, char *errbuf, size_t errle
 	redisContext *c;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   timeout_ms);
-	int			sockerr = 0;
-	socklen_t	optlen = sizeof(sockerr);
-	TcRedisCommand cmds[2];
-	redisReply *replies[2];
-	int			ncmds = 0;
-	int			i;
+	bool		ok;
 
 	if (!TwoCacheParseRedisUrl(url, &u, &perr))
 	{
@@ -256,87 +429,39 @@ TwoCacheRedisConnect(const char *url, int timeout_ms, char *errbuf, size_t errle
 	}
 	TwoCacheRedisUrlTarget(&u, target, sizeof(target));
 
+	/* the socket counts against fd.c's limit: reserve it before it exists */
+	if (!AcquireExternalFD())
+	{
+		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target,
+				 NO_FDS_LEFT);
+		return NULL;
+	}
 	c = u.unix_socket ? redisConnectUnixNonBlock(u.path) :
 		redisConnectNonBlock(u.host, u.port);
 	if (c == NULL)
 	{
+		ReleaseExternalFD();
 		snprintf(errbuf, errlen, "could not connect to Redis at %s: out of memory", target);
 		return NULL;
 	}
-	if (c->err != 0)
+
+	/* from here on, TwoCacheRedisFree(c) gives the descriptor back */
+	PG_TRY();
 	{
-		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target, c->errstr);
+		ok = connect_setup(c, &u, target, name, deadline, errbuf, errlen);
+	}
+	PG_CATCH();
+	{
+		/* cancelled while waiting: nothing may keep the half-open socket */
+		TwoCacheRedisFree(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (!ok)
+	{
 		TwoCacheRedisFree(c);
 		return NULL;
-	}
-
-	/* a non-blocking connect completes when the socket is writable */
-	if (!wait_socket(c->fd, WL_SOCKET_WRITEABLE, deadline))
-	{
-		snprintf(errbuf, errlen, "could not connect to Redis at %s: timed out", target);
-		TwoCacheRedisFree(c);
-		return NULL;
-	}
-	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &sockerr, &optlen) < 0 || sockerr != 0)
-	{
-		snprintf(errbuf, errlen, "could not connect to Redis at %s: %s", target,
-				 strerror(sockerr != 0 ? sockerr : errno));
-		TwoCacheRedisFree(c);
-		return NULL;
-	}
-
-	if (u.password[0] != '\0')
-	{
-		TcRedisCommand *cmd = &cmds[ncmds++];
-
-		cmd->argc = 0;
-		cmd->argv[cmd->argc] = "AUTH";
-		cmd->argvlen[cmd->argc++] = 4;
-		if (u.user[0] != '\0')
-		{
-			cmd->argv[cmd->argc] = u.user;
-			cmd->argvlen[cmd->argc++] = strlen(u.user);
-		}
-		cmd->argv[cmd->argc] = u.password;
-		cmd->argvlen[cmd->argc++] = strlen(u.password);
-	}
-	if (u.db != 0)
-	{
-		static char dbbuf[16];
-		TcRedisCommand *cmd = &cmds[ncmds++];
-
-		snprintf(dbbuf, sizeof(dbbuf), "%d", u.db);
-		cmd->argc = 2;
-		cmd->argv[0] = "SELECT";
-		cmd->argvlen[0] = 6;
-		cmd->argv[1] = dbbuf;
-		cmd->argvlen[1] = strlen(dbbuf);
-	}
-	if (ncmds > 0)
-	{
-		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		char		why[256];
-
-		if (!TwoCacheRedisExec(c, ncmds, cmds, replies, (int) Max(left, 1),
-							   why, sizeof(why)))
-		{
-			snprintf(errbuf, errlen, "could not set up Redis connection to %s: %s",
-					 target, why);
-			TwoCacheRedisFree(c);
-			return NULL;
-		}
-		for (i = 0; i < ncmds; i++)
-		{
-			if (replies[i]->type == REDIS_REPLY_ERROR)
-			{
-				snprintf(errbuf, errlen, "Redis at %s refused %s: %s", target,
-						 cmds[i].argv[0], replies[i]->str);
-				TwoCacheRedisFreeReplies(ncmds, replies);
-				TwoCacheRedisFree(c);
-				return NULL;
-			}
-		}
-		TwoCacheRedisFreeReplies(ncmds, replies);
 	}
 	return c;
 }
@@ -356,48 +481,54 @@ TwoCacheRedisEnabled(void)
 static void
 drop_backend_conn(void)
 {
-	if (backend_conn != NULL)
-		TwoCacheRedisFree(backend_conn);
+	redisContext *c = backend_conn;
+
+	/* forget it first: this also runs in an error handler */
 	backend_conn = NULL;
-	backend_conn_dirty = false;
 	if (backend_conn_url != NULL)
 		pfree(backend_conn_url);
 	backend_conn_url = NULL;
+	TwoCacheRedisFree(c);
 }
 
 /*
  * Record a failure of the backend's connection: drop it, count it, and
- * skip Redis for twocache.redis_retry_interval.
+ * skip Redis for twocache.redis_retry_interval plus a random part of up to
+ * a quarter of it (so that backends that failed together come back apart).
  */
 void
 TwoCacheRedisBackendFailed(const char *err)
 {
+	int			skip = twocache_redis_retry_interval +
+		(int) pg_prng_uint64_range(&pg_global_prng_state, 0,
+								   twocache_redis_retry_interval / 4);
+
 	drop_backend_conn();
 	TwoCacheCount(TC_REDIS_ERRORS, 1);
-	backend_skip_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 twocache_redis_retry_interval);
+	backend_skip_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), skip);
 	ereport(DEBUG1,
 			(errmsg_internal("twocache: Redis unavailable for %d ms: %s",
-							 twocache_redis_retry_interval, err)));
+							 skip, err)));
 }
 
 /*
  * The backend's connection, opened on first use and reopened when the
- * settings changed or an exchange was interrupted.  NULL when in local mode,
+ * settings changed or after a failure.  NULL when in local mode,
  * within the retry interval after a failure, or when connecting failed
  * (which starts a retry interval); errbuf then says why.
  */
 redisContext *
 TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
 {
+	char		name[TC_REDIS_NAME_LEN];
+
 	if (!TwoCacheRedisEnabled())
 	{
 		drop_backend_conn();
 		snprintf(errbuf, errlen, "twocache.redis_url is not set");
 		return NULL;
 	}
-	if (backend_conn != NULL &&
-		(backend_conn_dirty || strcmp(backend_conn_url, twocache_redis_url) != 0))
+	if (backend_conn != NULL && strcmp(backend_conn_url, twocache_redis_url) != 0)
 		drop_backend_conn();
 	if (backend_conn != NULL)
 		return backend_conn;
@@ -407,8 +538,9 @@ TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "Redis is skipped for twocache.redis_retry_interval after a failure");
 		return NULL;
 	}
+	TwoCacheRedisClientName("backend", name, sizeof(name));
 	backend_conn = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
-										errbuf, errlen);
+										name, errbuf, errlen);
 	if (backend_conn == NULL)
 	{
 		char		why[512];
@@ -425,7 +557,8 @@ TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
 /*
  * Run a pipeline on the backend's connection.  Returns false (and starts a
  * retry interval) if Redis is unavailable or fails; the caller treats that
- * as a miss (reads) or applies locally and warns (writes).
+ * as a miss (reads) or applies locally and warns (writes).  A failed or
+ * interrupted exchange closes the connection.
  */
 bool
 TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
@@ -436,9 +569,18 @@ TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
 
 	if (c == NULL)
 		return false;
-	backend_conn_dirty = true;	/* until the exchange completes */
-	ok = TwoCacheRedisExec(c, ncmds, cmds, replies, twocache_redis_timeout,
-						   errbuf, errlen);
+	PG_TRY();
+	{
+		ok = TwoCacheRedisExec(c, ncmds, cmds, replies, twocache_redis_timeout,
+							   errbuf, errlen);
+	}
+	PG_CATCH();
+	{
+		/* interrupted (a cancel while waiting): replies may be in flight */
+		drop_backend_conn();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (!ok)
 	{
 		char		why[512];
@@ -447,7 +589,6 @@ TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
 		TwoCacheRedisBackendFailed(why);
 		return false;
 	}
-	backend_conn_dirty = false;
 	return true;
 }
 

@@ -13,6 +13,7 @@
 #include "twocache.h"
 
 #define TC_REDIS_MAX_ARGS	12
+#define TC_REDIS_NAME_LEN	128	/* TwoCacheRedisClientName's buffer */
 
 typedef struct TcRedisUrl
 {
@@ -42,7 +43,9 @@ typedef struct TcRedisCommand
 
 extern bool TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err);
 extern void TwoCacheRedisUrlTarget(const TcRedisUrl *u, char *buf, size_t len);
+extern void TwoCacheRedisClientName(const char *role, char *buf, size_t len);
 extern redisContext *TwoCacheRedisConnect(const char *url, int timeout_ms,
+										  const char *name,
 										  char *errbuf, size_t errlen);
 extern bool TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
 							  redisReply **replies, int timeout_ms,

@@ -8,14 +8,22 @@
  * twocache.channel, on which it receives the invalidation messages of the
  * other servers and drops their keys from L1 (fencing in-flight fills), and
  * a command connection, pinged every second, which tells whether Redis is
- * alive (a paused Redis leaves a subscription silent, not closed).  When
- * either fails, both are dropped and the worker reconnects with capped
- * exponential backoff.  It flushes L1 when the subscription is lost (what
- * was cached may be invalidated by messages it will not get) and again
- * whenever the subscription is established (messages may have been missed
- * meanwhile).  SIGHUP reloads the
- * settings and reconnects if the Redis ones changed.  In local mode it only
- * waits for its latch.
+ * alive (a paused Redis leaves a subscription silent, not closed), and on
+ * which it sends the re-deletes of a standby (below).  A connection whose
+ * exchange failed is never used again, since replies may still be in
+ * flight that would answer the next command: when the PING or the
+ * subscription fails, both are dropped and the worker reconnects with
+ * capped exponential backoff and jitter (each retry after a random time
+ * between half and all of a delay that starts at WORKER_BACKOFF_MIN_MS and
+ * doubles up to WORKER_BACKOFF_MAX_MS, so that servers that lost Redis
+ * together do not all come back together; the first retry after a loss is
+ * immediate); when a re-delete fails, the command connection alone is
+ * dropped, and opened again at once (failing that, Redis is lost).  It
+ * flushes L1 when the subscription is lost (what was cached may be
+ * invalidated by messages it will not get) and again whenever the
+ * subscription is established (messages may have been missed meanwhile).
+ * SIGHUP reloads the settings and reconnects if the Redis ones changed.  In
+ * local mode it only waits for its latch.
  *
  * On a hot standby, an invalidation from its primary (same system
  * identifier) can arrive before the WAL that made it true has been replayed:
@@ -58,6 +66,7 @@
 #include "access/xlogrecovery.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
+#include "common/pg_prng.h"
 #include "lib/ilist.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -229,6 +238,32 @@ disconnect(WorkerConn *wc)
 }
 
 /*
+ * Drop the command connection alone (its exchange failed, so replies may be
+ * in flight); ping() opens a new one.
+ */
+static void
+drop_cmd(WorkerConn *wc)
+{
+	redisContext *c = wc->cmd;
+
+	wc->cmd = NULL;
+	TwoCacheRedisFree(c);
+}
+
+/* Open the command connection; false with err set if that failed. */
+static bool
+connect_cmd(WorkerConn *wc, char *err, size_t errlen)
+{
+	char		name[TC_REDIS_NAME_LEN];
+
+	Assert(wc->cmd == NULL);
+	TwoCacheRedisClientName("worker", name, sizeof(name));
+	wc->cmd = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
+								   name, err, errlen);
+	return wc->cmd != NULL;
+}
+
+/*
  * Open both connections and subscribe.  On success flush L1 (messages may
  * have been missed while unsubscribed) and return true.
  */
@@ -236,16 +271,16 @@ static bool
 connect_and_subscribe(WorkerConn *wc)
 {
 	char		err[512];
+	char		name[TC_REDIS_NAME_LEN];
 	TcRedisCommand cmd;
 	redisReply *reply = NULL;
 	uint64		flushed;
 
-	wc->cmd = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
-								   err, sizeof(err));
-	if (wc->cmd == NULL)
+	if (!connect_cmd(wc, err, sizeof(err)))
 		goto fail;
+	TwoCacheRedisClientName("subscriber", name, sizeof(name));
 	wc->sub = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
-								   err, sizeof(err));
+								   name, err, sizeof(err));
 	if (wc->sub == NULL)
 		goto fail;
 
@@ -491,7 +526,8 @@ defer_message(const TcMessage *msg, const ArcKey *key)
  * (all of them once recovery has ended): in L1, then, for dels and tags, in
  * Redis with a message to every server (InvalSend, as a backend's delete
  * does), then in L1 again (what a reader refilled from Redis meanwhile).
- * One whose Redis part fails stays queued and is retried on the next call.
+ * One whose Redis part fails stays queued and is retried on the next call;
+ * the command connection is then dropped (the main loop opens a new one).
  * Returns whether any remain queued.
  */
 static bool
@@ -556,7 +592,11 @@ process_deferred(WorkerConn *wc)
 			ptrs[i] = &items[i];
 		}
 		if (!InvalSend(wc->cmd, wc->channel, ptrs, nbatch, err, sizeof(err)))
-			state_error(err);	/* the ping notices if Redis is gone */
+		{
+			/* replies may be in flight: never send on it again */
+			state_error(err);
+			drop_cmd(wc);
+		}
 		for (i = 0; i < nbatch; i++)
 		{
 			if (!items[i].sent)
@@ -662,6 +702,10 @@ drain_subscription(WorkerConn *wc, bool read_socket)
 	}
 }
 
+/*
+ * Is Redis alive?  PING on the command connection, opened first if it was
+ * dropped.  False (with the error recorded) if not: the caller drops both.
+ */
 static bool
 ping(WorkerConn *wc)
 {
@@ -670,6 +714,11 @@ ping(WorkerConn *wc)
 	char		err[512];
 	bool		ok;
 
+	if (wc->cmd == NULL && !connect_cmd(wc, err, sizeof(err)))
+	{
+		state_error(err);
+		return false;
+	}
 	cmd.argc = 0;
 	TwoCacheRedisArg(&cmd, "PING", 4);
 	if (!TwoCacheRedisExec(wc->cmd, 1, &cmd, &reply, twocache_redis_timeout,
@@ -689,6 +738,17 @@ ping(WorkerConn *wc)
  * Main loop
  * ----------------------------------------------------------------
  */
+
+/*
+ * How long to wait before the next connection attempt, for a backoff of
+ * backoff ms: a random time between half and all of it ("equal jitter").
+ */
+static int
+backoff_delay(int backoff)
+{
+	return backoff / 2 +
+		(int) pg_prng_uint64_range(&pg_global_prng_state, 0, backoff - backoff / 2);
+}
 
 void
 TwoCacheWorkerMain(Datum arg pg_attribute_unused())
@@ -752,26 +812,40 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 			{
 				char		err[512];
 
-				/* values of an older generation are misses from now on */
+				/*
+				 * Values of an older generation are misses from now on; a
+				 * connection whose exchange failed is never used again, and
+				 * the next connect reads the generation again.
+				 */
 				if (!InvalGenerationRefresh(wc.cmd, err, sizeof(err)))
+				{
 					state_error(err);
+					disconnect(&wc);
+					next_connect = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															   backoff_delay(backoff));
+					backoff = Min(backoff * 2, WORKER_BACKOFF_MAX_MS);
+				}
 				/* messages may have arrived with the SUBSCRIBE reply */
-				if (!drain_subscription(&wc, false))
+				else if (!drain_subscription(&wc, false))
 				{
 					disconnect(&wc);
 					next_connect = 0;
 				}
-				backoff = WORKER_BACKOFF_MIN_MS;
-				next_ping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														WORKER_PING_INTERVAL_MS);
+				else
+				{
+					backoff = WORKER_BACKOFF_MIN_MS;
+					next_ping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															WORKER_PING_INTERVAL_MS);
+				}
 			}
 			else
 			{
-				next_connect = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff);
+				next_connect = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   backoff_delay(backoff));
 				backoff = Min(backoff * 2, WORKER_BACKOFF_MAX_MS);
 			}
 		}
-		else if (wc.sub != NULL && now >= next_ping)
+		else if (wc.sub != NULL && (now >= next_ping || wc.cmd == NULL))
 		{
 			if (!ping(&wc))
 			{
@@ -793,7 +867,11 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 			char		err[512];
 
 			if (InvalQueueReplay(wc.cmd, wc.channel, err, sizeof(err)) < 0)
-				state_error(err);	/* the ping notices if Redis is gone */
+			{
+				/* replies may be in flight: ping() opens a new one */
+				state_error(err);
+				drop_cmd(&wc);
+			}
 		}
 
 		/* sleep until a message, the next ping or connect, or the latch */
@@ -803,7 +881,9 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 		else if (wc.sub != NULL)
 		{
 			events |= WL_SOCKET_READABLE;
-			timeout = Max(TimestampDifferenceMilliseconds(now, next_ping), 1);
+			/* a dropped command connection is opened again at once */
+			timeout = wc.cmd == NULL ? 0 :
+				Max(TimestampDifferenceMilliseconds(now, next_ping), 1);
 		}
 		else
 			timeout = Max(TimestampDifferenceMilliseconds(now, next_connect), 1);

@@ -67,14 +67,18 @@
 # - during the run: no BAD value, no ERROR other than a standby's recovery
 #   conflict, and bounded staleness.  Let an outage last D seconds (from the
 #   stop to the start answering PING).  The workers lose their subscription
-#   at the stop and retry after 0.1, 0.3, 0.7, 1.5, 3.1 ... s (backoff
-#   100 ms doubling), so they resubscribe, and flush L1, within 2D + 0.1 s
-#   of the stop; a writer's failed delete goes through once its backend's
-#   twocache.redis_retry_interval (500 ms) has passed after Redis is back.
+#   at the stop and retry each after a random time between half and all of
+#   0.1, 0.2, 0.4, 0.8 ... s (backoff 100 ms doubling, with jitter): the
+#   retry after Redis is back comes at most one delay after D, and that
+#   delay is at most twice the time spent before it plus 0.1 s, so they
+#   resubscribe, and flush L1, within 3D + 0.1 s of the stop; a writer's
+#   failed delete goes through once its backend has skipped Redis for
+#   twocache.redis_retry_interval (500 ms, plus up to 125 ms of jitter)
+#   after Redis is back.
 #   A stale read is "after a restart" when the newer version committed
-#   between RESTART_BEFORE s before a stop and 2D + RESTART_AFTER s after
-#   it: its staleness is at most 2D + 1.1 s, asserted as at most
-#   2 x (longest D) + BOUND_RESTART_EXTRA.  Other stale reads are "quiet":
+#   between RESTART_BEFORE s before a stop and 3D + RESTART_AFTER s after
+#   it: its staleness is at most 3D + 1.25 s, asserted as at most
+#   3 x (longest D) + BOUND_RESTART_EXTRA.  Other stale reads are "quiet":
 #   they come only from the windows above (between the two commits of one
 #   step, message delivery, WAL replay on the standby), asserted as at most
 #   BOUND_QUIET.  Both bounds leave seconds of slack for a loaded machine.
@@ -148,7 +152,7 @@ my $WRITERS = 2;
 my $BATCH = 20;                      # keys read per probe() call
 my $WRITE_PAUSE_MS = 10;             # writers sleep 0..this between steps
 my $BOUND_QUIET = 2.0;               # s
-my $BOUND_RESTART_EXTRA = 3.5;       # s, on top of 2 x the longest outage
+my $BOUND_RESTART_EXTRA = 3.5;       # s, on top of 3 x the longest outage
 my ($RESTART_BEFORE, $RESTART_AFTER) = (0.5, 1.6);    # s
 
 my $seed = $ENV{TWOCACHE_STRESS_SEED} // int(time * 1000) % 1_000_000;
@@ -793,7 +797,7 @@ foreach my $kid (grep { $_->{name} =~ /^reader/ } @kids)
 				my $restart =
 				  (grep {
 						  $tc >= $_->[0] - $RESTART_BEFORE
-						  && $tc <= $_->[0] + 2 * ($_->[1] - $_->[0]) + $RESTART_AFTER
+						  && $tc <= $_->[0] + 3 * ($_->[1] - $_->[0]) + $RESTART_AFTER
 				  } @outages) ? 1 : 0;
 				push @{ $ms{$server}{$fam}[$restart] }, $ms;
 				$episodes{$server}{$fam}[$restart]{"$k $cv"} = 1;
@@ -829,7 +833,7 @@ my $commits_i = 0;
 $commits_p += keys %$_ foreach values %{ $commit{p} // {} };
 $commits_i += keys %$_ foreach values %{ $commit{i} // {} };
 my @downs = sort { $a <=> $b } map { $_->[1] - $_->[0] } @outages;
-my $bound_restart = 2 * ($downs[-1] // 0) + $BOUND_RESTART_EXTRA;
+my $bound_restart = 3 * ($downs[-1] // 0) + $BOUND_RESTART_EXTRA;
 my @report = (
 	sprintf('consistency checker, %s form: %.0f s of workload (%.0f s of it paused at checkpoints), seed %d',
 		$long ? 'long' : 'short', $run_seconds, $checkpoint_seconds, $seed),

@@ -47,11 +47,18 @@
 #
 # The run is a series of intervals of CHECK_EVERY seconds, each followed by a
 # checkpoint.  In each interval but the last, with probability RESTART_PROB,
-# Redis is stopped and started again on its port at a random moment of the
-# first RESTART_SPAN of the interval, down for 50 ms to OUTAGE_MAX seconds
-# plus the time to stop and start it.  The rest of the interval is quiet, so
-# that what a restart does not explain has time to show at the checkpoint
-# (a restart flushes every L1 and empties Redis, hiding earlier damage).
+# an outage begins at a random moment of the first RESTART_SPAN of the
+# interval and lasts 50 ms to OUTAGE_MAX seconds: Redis is stopped and
+# started again on its port (a restart: it keeps its data, --appendonly
+# yes, as production runs it), or holds writes back (CLIENT PAUSE WRITE:
+# deletes, messages and fills wait and time out, reads are answered), or one
+# server loses Redis (a partition: its twocache.redis_url points at a
+# closed port, then back).  The short form has one of each, in that order,
+# the partition of the primary; the long form picks at random.  Deletes that could not reach
+# Redis wait in their server's queue and are sent when it answers.  The
+# rest of the interval is quiet, so that what an outage does not explain
+# has time to show at the checkpoint.  "After a restart" below means after
+# an outage of any kind.
 #
 # Hard assertions:
 # - at every checkpoint (every CHECK_EVERY seconds and at the end): with the
@@ -138,13 +145,14 @@ use Test::More;
 use TwoCacheRedis;
 use TwoCacheTest;
 
-my $SHORT_SECONDS = 20;
+my $SHORT_SECONDS = 26;              # four intervals: three faults, one of each kind
 my $long = ($ENV{TWOCACHE_STRESS_SECONDS} // 0) > 0;
 my $DURATION = $long ? $ENV{TWOCACHE_STRESS_SECONDS} : $SHORT_SECONDS;
 my $CHECK_EVERY = $long ? 10 : 6;    # seconds of workload between checkpoints
 my $RESTART_PROB = $long ? 0.8 : 1;  # chance of a Redis restart in an interval
 my $RESTART_SPAN = 0.4;              # ... in the first 40% of the interval
 my $OUTAGE_MAX = 1.0;                # longest Redis outage, s
+my @FAULTS = qw(restart pause partition);    # kinds of outage (see above)
 my $NKEYS = 200;
 my $HOT = 20;
 my $READERS = 2;                     # reader sessions per server
@@ -594,7 +602,7 @@ sub checkpoint
 	# workers' connections, so each resubscribes and counts a reconnect.
 	foreach my $name (@SERVERS)
 	{
-		my $again = $rc0 ? " AND reconnects > $rc0->{$name}" : '';
+		my $again = ($rc0 && defined $rc0->{$name}) ? " AND reconnects > $rc0->{$name}" : '';
 		$ok &= ok(poll($node{$name}, "SELECT subscribed$again FROM twocache_status()"),
 			"$label: $name subscribed");
 	}
@@ -682,7 +690,8 @@ for my $w (1 .. $WRITERS)
 	spawn("writer_$w", sub { writer($w, $_[0]) });
 }
 
-my @outages;    # [stop time, start time]
+my @outages;    # [start time, end time, kind]
+my $closed_port = PostgreSQL::Test::Cluster::get_free_port();
 my $t_start = time;
 my $intervals = int($DURATION / $CHECK_EVERY + 0.5) || 1;
 my $checkpoint_seconds = 0;
@@ -692,17 +701,51 @@ for my $i (1 .. $intervals)
 	my $rc0;
 	if ($i < $intervals && rand() < $RESTART_PROB)
 	{
+		# the short form takes each kind in turn, the long one at random
+		my $fault = $long ? $FAULTS[ int(rand(@FAULTS)) ] : $FAULTS[ ($i - 1) % @FAULTS ];
+		my $down = 0.05 + rand($OUTAGE_MAX - 0.05);
 		usleep(int(1e6 * rand($RESTART_SPAN * $CHECK_EVERY)));
-		$rc0 = {
-			map {
-				$_ => $node{$_}->safe_psql('postgres', 'SELECT reconnects FROM twocache_status()')
-			} @SERVERS
-		};
-		my $t_stop = time;
-		$redis->stop;
-		usleep(int(1e6 * (0.05 + rand($OUTAGE_MAX - 0.05))));
-		$redis->start;
-		push @outages, [ $t_stop, time ];
+		if ($fault eq 'restart')
+		{
+			$rc0 = {
+				map {
+					$_ => $node{$_}->safe_psql('postgres', 'SELECT reconnects FROM twocache_status()')
+				} @SERVERS
+			};
+			my $t_stop = time;
+			$redis->stop;
+			usleep(int(1e6 * $down));
+			$redis->start;
+			push @outages, [ $t_stop, time, 'restart' ];
+		}
+		elsif ($fault eq 'pause')
+		{
+			# writes (DEL, PUBLISH, scripts) wait and time out; reads go on
+			my $t_stop = time;
+			$redis->command('CLIENT', 'PAUSE', '60000', 'WRITE');
+			usleep(int(1e6 * $down));
+			$redis->command('CLIENT', 'UNPAUSE');
+			push @outages, [ $t_stop, time, 'pause' ];
+		}
+		else
+		{
+			# one server loses Redis (its URL points at a closed port) and
+			# gets it back; its worker reconnects.  The short form takes the
+			# primary, whose writers' deletes then wait in its queue.
+			my $name = $long ? $SERVERS[ int(rand(@SERVERS)) ] : 'primary';
+			my $url = $redis->url;
+			$rc0 = {
+				$name => $node{$name}->safe_psql('postgres', 'SELECT reconnects FROM twocache_status()')
+			};
+			my $t_stop = time;
+			$node{$name}->append_conf('postgresql.conf',
+				"twocache.redis_url = 'redis://127.0.0.1:$closed_port'");
+			$node{$name}->reload;
+			usleep(int(1e6 * $down));
+			$node{$name}->append_conf('postgresql.conf', "twocache.redis_url = '$url'");
+			$node{$name}->reload;
+			push @outages, [ $t_stop, time, "partition of $name" ];
+		}
 	}
 	my $left = $t_interval + $CHECK_EVERY - time;
 	usleep(int(1e6 * $left)) if $left > 0;
@@ -841,8 +884,9 @@ my @report = (
 		  . '%d cache-only dels, %d dels warned and %d re-sent, %d writer errors; '
 		  . '%d commits could not send their post-commit invalidations (trigger tag included)',
 		$steps, $commits_p, $commits_i, $dels, $warned, $resent, $werrors, $cwarned),
-	sprintf('Redis restarts: %d (down %.2f-%.2f s); bounds: quiet %.1f s, after a restart %.1f s',
-		scalar(@outages), @downs ? ($downs[0], $downs[-1]) : (0, 0), $BOUND_QUIET, $bound_restart),
+	sprintf('Redis outages: %d (%s; down %.2f-%.2f s); bounds: quiet %.1f s, after an outage %.1f s',
+		scalar(@outages), join(', ', map { $_->[2] } @outages) || 'none',
+		@downs ? ($downs[0], $downs[-1]) : (0, 0), $BOUND_QUIET, $bound_restart),
 	sprintf('checkpoints: %d of %d passed', $checkpoints_ok, $checkpoints),
 	'stale reads (episodes = distinct key and cached version), staleness max and p99, per server and key family:',
 	sprintf('%-8s %-4s %9s %6s %5s %5s | %-30s | %-30s', 'server', 'fam', 'reads', 'errors', 'confl', 'bad',
@@ -897,7 +941,8 @@ foreach my $name (@SERVERS)
 }
 cmp_ok($steps, '>', 0, 'writers wrote');
 is($werrors, 0, 'no writer error');
-cmp_ok(scalar(@outages), '>', 0, 'Redis was restarted');
+cmp_ok(scalar(@outages), '>', 0, 'Redis had outages');
+ok((grep { $_->[2] eq 'restart' } @outages) > 0, 'Redis was restarted') unless $long;
 no_crash_in_log($_) foreach ($primary, $standby, $indep);
 
 $standby->stop;

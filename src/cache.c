@@ -660,7 +660,7 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 		}
 		else
 		{
-			switch (FlightWait(part, slot, twocache_fetch_wait_timeout))
+			switch (FlightWait(part, key, slot, twocache_fetch_wait_timeout))
 			{
 				case FLIGHT_WAIT_DONE:
 					if (!waited)
@@ -670,6 +670,10 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 				case FLIGHT_WAIT_TIMEOUT:
 					if (!waited)
 						TwoCacheCount(TC_FETCH_WAITS, 1);
+					LWLockAcquire(part->lock, LW_EXCLUSIVE);
+					FlightBeginUnguarded(part, t);
+					break;
+				case FLIGHT_WAIT_FAILED:
 					LWLockAcquire(part->lock, LW_EXCLUSIVE);
 					FlightBeginUnguarded(part, t);
 					break;

@@ -5,14 +5,64 @@
  *
  * A backend that misses a key and has a fetch query claims a flight slot for
  * the key in the key's partition and runs the fetch; backends that miss the
- * same key meanwhile find the slot and sleep on its condition variable
- * instead of fetching.  When the filler finishes, fails, is cancelled or
- * exits, it releases the slot (bumping its sequence number) and wakes them;
- * they look the key up again and either find the value or, if none was
- * stored, one of them claims a new slot: that is the takeover.  A backend
- * never waits for a flight it owns itself or for one whose owner is waiting,
- * directly or through others, for a flight this backend owns (nested fetch
- * queries could otherwise deadlock); it then fetches without a slot.
+ * same key meanwhile find the slot and wait for the flight instead of
+ * fetching.  When the filler finishes, fails, is cancelled or exits, it
+ * releases the slot (bumping its sequence number) and wakes them; they look
+ * the key up again and either find the value or, if none was stored, one of
+ * them claims a new slot: that is the takeover.  A backend never waits for a
+ * flight it owns itself or for one whose owner is waiting, directly or
+ * through others, for a flight this backend owns (nested fetch queries could
+ * otherwise deadlock); it then fetches without a slot.
+ *
+ * Waits are lock waits.  The filler of a flight holds a heavyweight lock of
+ * the flight's own, and a waiter waits by requesting that lock; releasing
+ * it at the end of the flight wakes the waiters.  A wait for a flight is
+ * thereby an edge PostgreSQL's deadlock detector sees: a cycle through it
+ * and ordinary locks (a waiter holds a lock that the filler's fetch waits
+ * for) is found after deadlock_timeout and ends in 40P01 in one of the
+ * backends, like any deadlock, instead of lasting until statement_timeout.
+ * (A condition variable, which waiters used to sleep on, hides the edge.)
+ * pg_locks, pg_blocking_pids() and log_lock_waits show the waits too.
+ *
+ * - The tag: LOCKTAG_USERLOCK, a class core reserves for add-on code and
+ *   never uses ("userlock" in pg_locks and in wait_event), in the default
+ *   lock method; field1 is the key's database, field2 the slot's number in
+ *   the pool, field3 the low 32 bits of the slot's seq when the flight
+ *   began, field4 FLIGHT_LOCK_MARK.  Each flight has a tag of its own, so a
+ *   flight never meets a late waiter of the slot's previous one.  Not an
+ *   advisory lock: pg_advisory_unlock_all(), which a fetch query may call,
+ *   drops every session lock of the user lock method, whatever its tag.
+ * - The filler takes it in ExclusiveLock, at session level, in FlightBegin
+ *   before the slot is published, and releases it in FlightEnd after seq is
+ *   bumped: whenever a waiter can find the flight its lock is held, and a
+ *   waiter the lock lets through finds seq changed.  A session lock belongs
+ *   to no resource owner, so its life is exactly the ticket's, ended by the
+ *   FlightEnd of every path that ends a ticket (below); a transaction lock
+ *   would belong to whatever resource owner was current at FlightBegin (a
+ *   portal's), which FlightEnd, run from an abort or exit callback, cannot
+ *   name.  It is taken without waiting (no one else can hold a new flight's
+ *   tag); if the lock table is full the fetch runs without a slot instead.
+ * - A waiter requests it in ShareLock (waiters do not block each other), at
+ *   transaction level, after releasing the partition lock, and releases it
+ *   as soon as it is granted.  Cancel and statement_timeout end the wait
+ *   with their errors, as they end any lock wait.  twocache.fetch_wait_timeout
+ *   is the wait's lock_timeout, set at a GUC nest level of our own for the
+ *   one request (so the session's lock_timeout does not apply to flight
+ *   waits, as it never did); its 55P03 is caught and becomes
+ *   FLIGHT_WAIT_TIMEOUT.  That catch needs no subtransaction (one could not
+ *   be started in parallel mode, where twocache_get, PARALLEL RESTRICTED,
+ *   can run): ProcessInterrupts raises lock_timeout's error only after
+ *   LockErrorCleanup() has taken the backend off the lock's wait queue, no
+ *   LWLock is held, and nothing else changed since the request began, so
+ *   there is nothing for an abort to undo.  Any other error is rethrown.
+ * - The fetch query runs through SPI in the filler's own transaction, so
+ *   its lock waits are the filler's: the detector follows waiter -> filler
+ *   (the flight's lock) -> whatever the fetch waits for, nested flights
+ *   included.
+ * - Each fetch in progress holds one entry of the shared lock table (sized
+ *   by max_locks_per_transaction), a nested one more each, up to
+ *   twocache.max_fetch_depth; each waiter holds one while it waits.  A
+ *   waiter that finds the table full fetches for itself instead of waiting.
  *
  * Fencing: every invalidation of a key (del, set, flush, remote message)
  * bumps the partition's counter and records it in the key's stripe, and in
@@ -32,12 +82,21 @@
  * its list are protected by the partition's LWLock (exclusive to change).
  * Each backend claims and frees only its own slots (a fixed range of the
  * pool, by pgprocno), so claiming takes no lock.  A slot's seq is atomic so
- * sleepers can check it without the lock.  Every slot a backend owns has a
+ * waiters can check it without the lock.  Every slot a backend owns has a
  * ticket in the backend's static storage (one per slot), on its list of
  * owned tickets until released: by FlightEnd on the normal and caught-error
  * paths, by the abort of the (sub)transaction the flight began in whatever
  * error ended it (a cancel while Redis is written, say), and by an exit
- * callback on FATAL or process exit, so no slot outlives its owner.
+ * callback on FATAL or process exit, so no slot, and no flight lock,
+ * outlives its owner.
+ *
+ * Lock order: a partition LWLock, then the lock manager's own LWLocks,
+ * which FlightBegin's conditional request and FlightEnd's release of a
+ * flight's lock take inside; never the reverse.  A backend never waits for
+ * a heavyweight lock, a flight's or any other, while it holds a partition
+ * LWLock (others would queue on the LWLock, uninterruptibly, as long as the
+ * wait lasts, and a cycle through it would be invisible to the deadlock
+ * detector): FlightWait releases it before requesting the flight's lock.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,7 +109,10 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "flight.h"
@@ -67,9 +129,14 @@ typedef struct FlightSlot
 	pg_atomic_uint64 seq;		/* bumped each time the slot is released */
 	uint64		inval_counter;	/* partition counter at the last invalidation
 								 * of this very key during the flight, or 0 */
-	ConditionVariable cv;
 	char		key[TWOCACHE_MAX_KEY_LEN];
 } FlightSlot;
+
+/*
+ * field4 of a flight's lock tag (pg_locks.objsubid), marking the userlock as
+ * twocache's should any other add-on use that class too.
+ */
+#define FLIGHT_LOCK_MARK	0x7463
 
 /*
  * Every PGPROC owns TWOCACHE_MAX_FETCH_DEPTH slots of its own, so no set of
@@ -141,12 +208,7 @@ FlightShmemInit(char *base)
 	p += MAXALIGN(mul_size(pool->nprocs, sizeof(pg_atomic_uint32)));
 	pool->slots = (FlightSlot *) p;
 	for (i = 0; i < pool->nslots; i++)
-	{
-		FlightSlot *slot = &pool->slots[i];
-
-		pg_atomic_init_u64(&slot->seq, 0);
-		ConditionVariableInit(&slot->cv);
-	}
+		pg_atomic_init_u64(&pool->slots[i].seq, 0);
 	return pool;
 }
 
@@ -163,6 +225,23 @@ slot_matches(FlightSlot *slot, const ArcKey *key)
 	return slot->hash == key->hash && slot->dbid == key->dbid &&
 		slot->roleid == key->roleid &&
 		slot->keylen == key->len && memcmp(slot->key, key->data, key->len) == 0;
+}
+
+/*
+ * The tag of the lock of the flight of slot that began at seq (see the
+ * header).  dbid is the key's database.
+ */
+static void
+flight_locktag(LOCKTAG *tag, Oid dbid, FlightSlot *slot, uint64 seq)
+{
+	FlightPool *pool = twocache_shared->flights;
+
+	tag->locktag_field1 = dbid;
+	tag->locktag_field2 = (uint32) (slot - pool->slots);
+	tag->locktag_field3 = (uint32) seq;
+	tag->locktag_field4 = FLIGHT_LOCK_MARK;
+	tag->locktag_type = LOCKTAG_USERLOCK;
+	tag->locktag_lockmethodid = DEFAULT_LOCKMETHOD;
 }
 
 /* Find the flight for key, if any.  Caller holds the partition lock. */
@@ -264,11 +343,12 @@ ticket_start(ArcPartition *part, FlightTicket *t)
 }
 
 /*
- * Claim one of this backend's flight slots for key and record where fencing
- * starts; returns its ticket, valid until FlightEnd.  Callers checked the
- * fetch depth (TwoCacheFetchDepthCheck), so a slot is free; were none, the
- * fetch would run unguarded but fenced, with the ticket in *unguarded.
- * Caller holds the partition lock exclusively.
+ * Claim one of this backend's flight slots for key, take the flight's lock
+ * and record where fencing starts; returns its ticket, valid until
+ * FlightEnd.  Callers checked the fetch depth (TwoCacheFetchDepthCheck), so
+ * a slot is free; were none, or were the lock table full, the fetch would
+ * run unguarded but fenced, with the ticket in *unguarded.  Caller holds the
+ * partition lock exclusively (the flight's lock is taken without waiting).
  */
 FlightTicket *
 FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *unguarded)
@@ -276,6 +356,9 @@ FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *unguarded)
 	FlightPool *pool = twocache_shared->flights;
 	FlightSlot *slot;
 	FlightTicket *t;
+	LOCKTAG		tag;
+	LockAcquireResult res;
+	uint64		seq;
 	int			i;
 
 	for (i = 0; i < TWOCACHE_MAX_FETCH_DEPTH; i++)
@@ -286,10 +369,23 @@ FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *unguarded)
 		ticket_start(part, unguarded);
 		return unguarded;
 	}
+	/* what may fail comes before anything is claimed */
+	ensure_callbacks();
+	slot = &pool->slots[MyProc->pgprocno * TWOCACHE_MAX_FETCH_DEPTH + i];
+	seq = pg_atomic_read_u64(&slot->seq);
+	flight_locktag(&tag, key->dbid, slot, seq);
+	res = LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL);
+	if (res == LOCKACQUIRE_NOT_AVAIL)
+	{
+		/* the lock table is full: fetch without single flight, not fail */
+		ticket_start(part, unguarded);
+		return unguarded;
+	}
+	Assert(res == LOCKACQUIRE_OK);
+
 	t = &my_tickets[i];
 	ticket_start(part, t);
 	my_slots_used |= UINT32_C(1) << i;
-	slot = &pool->slots[MyProc->pgprocno * TWOCACHE_MAX_FETCH_DEPTH + i];
 
 	slot->hash = key->hash;
 	slot->dbid = key->dbid;
@@ -302,9 +398,8 @@ FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *unguarded)
 	pg_atomic_fetch_add_u32(&pool->in_flight, 1);
 
 	t->slot = slot;
-	t->seq = pg_atomic_read_u64(&slot->seq);
+	t->seq = seq;
 	t->nest_level = GetCurrentTransactionNestLevel();
-	ensure_callbacks();
 	dlist_push_head(&owned, &t->node);
 	return t;
 }
@@ -320,22 +415,25 @@ FlightBeginUnguarded(ArcPartition *part, FlightTicket *t)
 }
 
 /*
- * Release the ticket's slot, if it has one, and wake its waiters.  Caller
- * holds the partition lock exclusively or no twocache lock at all (then it
- * is taken here).  Safe to call on error paths and more than once; raises
- * no error.
+ * Release the ticket's slot, if it has one, and the flight's lock, which
+ * wakes its waiters.  Caller holds the partition lock exclusively or no
+ * twocache lock at all (then it is taken here).  Safe to call on error
+ * paths, from abort and exit callbacks, and more than once; raises no
+ * error.
  */
 void
 FlightEnd(FlightTicket *t)
 {
 	FlightPool *pool = twocache_shared->flights;
 	FlightSlot *slot = t->slot;
+	LOCKTAG		tag;
 	bool		locked;
 
 	if (slot == NULL)
 		return;
 	t->slot = NULL;
 	dlist_delete(&t->node);
+	flight_locktag(&tag, slot->dbid, slot, t->seq);
 
 	locked = LWLockHeldByMeInMode(t->part->lock, LW_EXCLUSIVE);
 	if (!locked)
@@ -343,9 +441,11 @@ FlightEnd(FlightTicket *t)
 	Assert(pg_atomic_read_u64(&slot->seq) == t->seq);
 	dlist_delete(&slot->node);
 	pg_atomic_fetch_add_u64(&slot->seq, 1);
-	ConditionVariableBroadcast(&slot->cv);
 	if (!locked)
 		LWLockRelease(t->part->lock);
+
+	/* after seq moved on, so every waiter this lets through sees it ended */
+	LockRelease(&tag, ExclusiveLock, true);
 
 	my_slots_used &= ~(UINT32_C(1) << ((slot - pool->slots) % TWOCACHE_MAX_FETCH_DEPTH));
 	pg_atomic_fetch_sub_u32(&pool->in_flight, 1);
@@ -378,21 +478,103 @@ wait_would_deadlock(int owner)
 	return true;
 }
 
+/* What a wait is for, for the error context of errors raised in it. */
+typedef struct FlightWaitContext
+{
+	const ArcKey *key;
+	int			filler_pid;
+} FlightWaitContext;
+
+static void
+wait_error_callback(void *arg)
+{
+	FlightWaitContext *cx = (FlightWaitContext *) arg;
+
+	errcontext("waiting for the twocache fetch for key \"%.*s\" in process %d",
+			   (int) cx->key->len, cx->key->data, cx->filler_pid);
+}
+
 /*
- * Wait for another backend's flight on the key to end.  Caller holds the
+ * Wait in the lock manager until the flight whose lock has this tag ends,
+ * or timeout_ms passes (<= 0: no timeout).  Returns FLIGHT_WAIT_DONE when
+ * its lock was granted (and released at once), FLIGHT_WAIT_TIMEOUT, or
+ * FLIGHT_WAIT_FAILED when the lock table is full.  Cancel, statement_timeout
+ * and the deadlock detector end the wait with their errors.  Caller holds
+ * no LWLock.
+ */
+static FlightWaitResult
+wait_for_flight_lock(const LOCKTAG *tag, int timeout_ms)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile FlightWaitResult result = FLIGHT_WAIT_DONE;
+	int			nestlevel;
+	char		timeout[32];
+
+	/* the wait's lock_timeout, in place of the session's, for this request */
+	snprintf(timeout, sizeof(timeout), "%d", Max(timeout_ms, 0));
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("lock_timeout", timeout, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+
+	PG_TRY();
+	{
+		if (LockAcquireExtended(tag, ShareLock, false, false, false,
+								NULL) == LOCKACQUIRE_NOT_AVAIL)
+			result = FLIGHT_WAIT_FAILED;
+		else
+			LockRelease(tag, ShareLock, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (timeout_ms <= 0 || edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+
+		/*
+		 * Our lock_timeout ran out.  ProcessInterrupts took us off the wait
+		 * queue before raising it (LockErrorCleanup; again here, which is
+		 * idempotent); the lock may have been granted just before, so give
+		 * it back then.  See the header for why no subtransaction is needed.
+		 */
+		FreeErrorData(edata);
+		FlushErrorState();
+		LockErrorCleanup();
+		if (LockHeldByMe(tag, ShareLock))
+			LockRelease(tag, ShareLock, false);
+		result = FLIGHT_WAIT_TIMEOUT;
+	}
+	PG_END_TRY();
+
+	AtEOXact_GUC(true, nestlevel);
+	return result;
+}
+
+/*
+ * Wait for another backend's flight on key to end.  Caller holds the
  * partition lock exclusively and found slot with FlightFind; the lock is
- * released before sleeping (except when FLIGHT_WAIT_DEADLOCK is returned,
- * when nothing was done and the lock is still held).  timeout_ms <= 0 waits
- * until the flight ends or the wait is interrupted (cancel, statement
- * timeout, termination), which raises an error as usual.
+ * released before waiting (except when FLIGHT_WAIT_DEADLOCK is returned,
+ * when nothing was done and the lock is still held).  The wait is for the
+ * flight's lock (see the header), so the deadlock detector sees it.
+ * timeout_ms <= 0 waits until the flight ends or the wait is interrupted
+ * (cancel, statement timeout, termination, a deadlock), which raises an
+ * error as usual.
  */
 FlightWaitResult
-FlightWait(ArcPartition *part, FlightSlot *slot, int timeout_ms)
+FlightWait(ArcPartition *part, const ArcKey *key, FlightSlot *slot,
+		   int timeout_ms)
 {
 	FlightPool *pool = twocache_shared->flights;
 	pg_atomic_uint32 *mine = &pool->waiting_for[MyProc->pgprocno];
 	uint64		seq = pg_atomic_read_u64(&slot->seq);
-	volatile TimestampTz deadline = 0;
+	LOCKTAG		tag;
+	FlightWaitContext cx;
+	ErrorContextCallback errcb;
 	volatile FlightWaitResult result = FLIGHT_WAIT_DONE;
 
 	/*
@@ -410,41 +592,34 @@ FlightWait(ArcPartition *part, FlightSlot *slot, int timeout_ms)
 		return FLIGHT_WAIT_DEADLOCK;
 	}
 
-	ConditionVariablePrepareToSleep(&slot->cv);
+	/* read what the wait needs while the partition lock protects the slot */
+	flight_locktag(&tag, slot->dbid, slot, seq);
+	cx.key = key;
+	cx.filler_pid = ProcGlobal->allProcs[slot->owner].pid;
 	LWLockRelease(part->lock);
 
-	if (timeout_ms > 0)
-		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-
+	errcb.callback = wait_error_callback;
+	errcb.arg = &cx;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	PG_TRY();
 	{
-		while (pg_atomic_read_u64(&slot->seq) == seq)
-		{
-			if (timeout_ms > 0)
-			{
-				long		remaining;
-
-				remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-															deadline);
-				if (remaining <= 0)
-				{
-					result = FLIGHT_WAIT_TIMEOUT;
-					break;
-				}
-				(void) ConditionVariableTimedSleep(&slot->cv, remaining,
-												   PG_WAIT_EXTENSION);
-			}
-			else
-				ConditionVariableSleep(&slot->cv, PG_WAIT_EXTENSION);
-		}
+		result = wait_for_flight_lock(&tag, timeout_ms);
 	}
 	PG_FINALLY();
 	{
 		pg_atomic_write_u32(mine, 0);
-		ConditionVariableCancelSleep();
 	}
 	PG_END_TRY();
+	error_context_stack = errcb.previous;
 
+	/*
+	 * The filler holds the lock for as long as the flight is published, so
+	 * a grant means it ended.  Were the flight still on (it cannot be), do
+	 * not wait again where the detector could not see it: fetch instead.
+	 */
+	if (result == FLIGHT_WAIT_DONE && pg_atomic_read_u64(&slot->seq) == seq)
+		result = FLIGHT_WAIT_FAILED;
 	return result;
 }
 

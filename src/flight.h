@@ -37,7 +37,9 @@ typedef enum FlightWaitResult
 {
 	FLIGHT_WAIT_DONE,			/* the flight ended: look the key up again */
 	FLIGHT_WAIT_TIMEOUT,		/* twocache.fetch_wait_timeout passed */
-	FLIGHT_WAIT_DEADLOCK		/* waiting would deadlock; did not wait */
+	FLIGHT_WAIT_DEADLOCK,		/* waiting would deadlock; did not wait */
+	FLIGHT_WAIT_FAILED			/* could not wait in the lock manager (lock
+								 * table full): fetch without waiting */
 } FlightWaitResult;
 
 extern Size FlightShmemSize(void);
@@ -48,8 +50,8 @@ extern FlightTicket *FlightBegin(ArcPartition *part, const ArcKey *key,
 								 FlightTicket *unguarded);
 extern void FlightBeginUnguarded(ArcPartition *part, FlightTicket *t);
 extern void FlightEnd(FlightTicket *t);
-extern FlightWaitResult FlightWait(ArcPartition *part, FlightSlot *slot,
-								   int timeout_ms);
+extern FlightWaitResult FlightWait(ArcPartition *part, const ArcKey *key,
+								   FlightSlot *slot, int timeout_ms);
 extern void FlightInvalidateKey(ArcPartition *part, const ArcKey *key);
 extern void FlightInvalidateAll(ArcPartition *part);
 extern void FlightDeferKey(ArcPartition *part, uint32 hash, XLogRecPtr lsn);

@@ -12,10 +12,12 @@
  *
  * Lock order, for every file: a backend holds at most one partition LWLock
  * at a time (scans take them one after another); under it, it may take the
- * tag fence spinlock (tags.c) and nothing else.  The worker state and stats
- * spinlocks are taken alone, and so is the invalidation queue's LWLock
- * (inval.c).  No LWLock or spinlock is held across Redis I/O, SPI, a
- * ConditionVariable sleep or a heavyweight lock wait.
+ * tag fence spinlock (tags.c), and the lock manager's own LWLocks inside
+ * flight.c's calls that take a flight's heavyweight lock without waiting or
+ * release it; nothing else.  The worker state and stats spinlocks are taken
+ * alone, and so is the invalidation queue's LWLock (inval.c).  No LWLock or
+ * spinlock is held across Redis I/O, SPI or a heavyweight lock wait (a wait
+ * for another backend's flight is one, flight.c).
  *
  *-------------------------------------------------------------------------
  */

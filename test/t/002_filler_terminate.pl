@@ -104,7 +104,7 @@ sub wait_for_waiters
 			'postgres', qq{
 SELECT count(*) FROM pg_stat_activity
 WHERE application_name LIKE 'tc_waiter%'
-  AND wait_event_type = 'Extension' AND wait_event = 'Extension'},
+  AND wait_event_type = 'Lock' AND wait_event = 'userlock'},
 			$n),
 		"$n waiters $what");
 }
@@ -313,14 +313,14 @@ SELECT twocache_get('x', 'SELECT ''ox'' FROM pg_advisory_xact_lock_shared(4243)'
 	$control->query_safe('SELECT pg_advisory_unlock(4242)');
 	ok( $node->poll_query_until(
 			'postgres', q{
-SELECT coalesce((SELECT wait_event_type FROM pg_stat_activity
+SELECT coalesce((SELECT wait_event FROM pg_stat_activity
 				 WHERE application_name = 'tc_filler'), 'gone')
-	   IN ('Extension', 'gone')}),
+	   IN ('userlock', 'gone')}),
 		"$label: the filler waits for x or has finished");
 	is( $node->safe_psql(
 			'postgres',
 			"SELECT wait_event FROM pg_stat_activity WHERE application_name = 'tc_filler'"),
-		'Extension',
+		'userlock',
 		"$label: the filler waits for the owner's flight on x");
 
 	$control->query_safe('SELECT pg_advisory_unlock(4243)');

@@ -1,8 +1,8 @@
 # Nested fetches racing in opposite orders (A's fetch reads B, B's reads A)
 # from many clients at once: the waits-for cycle check must catch every
 # cycle, including two backends closing one at the same moment on keys in
-# different partitions.  Without it, pairs of backends sleep on each other
-# until statement_timeout.
+# different partitions.  Without it, pairs of backends wait for each other's
+# flight until the deadlock detector fails one of them (40P01).
 use strict;
 use warnings;
 

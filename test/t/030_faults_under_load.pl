@@ -530,7 +530,7 @@ WHERE pid <> pg_backend_pid() AND query LIKE '%row:$id%pg_sleep(30)%'
 		}
 		# let readers of the key queue up behind it: a pgbench client reads
 		# it now and then (nothing is asserted on it, so bounded at 2 s)
-		my $waiting = q{SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Extension' AND wait_event = 'Extension'};
+		my $waiting = q{SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'userlock'};
 		my $waiters = 0;
 		my $until = time + 2;
 		while (($waiters = $node->safe_psql('postgres', $waiting)) == 0 && time < $until)
@@ -592,8 +592,8 @@ WHERE application_name = 'tc_filler' AND wait_event = 'advisory'}),
 	ok( poll($node, q{
 SELECT count(*) FROM pg_stat_activity
 WHERE application_name LIKE 'tc_waiter%'
-  AND wait_event_type = 'Extension' AND wait_event = 'Extension'}, '3'),
-		"$label: three waiters wait on the flight's condition variable");
+  AND wait_event_type = 'Lock' AND wait_event = 'userlock'}, '3'),
+		"$label: three waiters wait for the flight's lock");
 	cmp_ok(counter($node, 'in_flight'), '>=', 1, "$label: the flight is in progress");
 
 	my $t0 = time;

@@ -127,7 +127,7 @@ typedef struct ArcPartition
 	dlist_head	keyed_ghosts;	/* ghosts of B1 and B2 whose key bytes are
 								 * in the arena; head = newest */
 
-	/* fencing of in-flight fills (flight.c) */
+	/* fencing of in-flight fills (fence.c) */
 	uint64		inval_counter;
 	ArcFence	flushed;
 	ArcFence	stripes[ARC_FENCE_STRIPES];

@@ -37,6 +37,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "fence.h"
 #include "flight.h"
 #include "inval.h"
 #include "l2.h"
@@ -240,8 +241,7 @@ l1_fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *value,
 	 * after it began (a set, or a newer fill after a wait timed out): never
 	 * replace it with what may be an older snapshot's value.
 	 */
-	stale = FlightFillIsStale(part, key->hash, t) ||
-		TwoCacheTagsAreStale(key->dbid, tags, t) ||
+	stale = FenceFillIsStale(part, key, tags, t) ||
 		find_live(part, hash, key, GetCurrentTimestamp()) != NULL;
 	if (stale)
 		TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
@@ -265,8 +265,7 @@ fill_is_stale(ArcPartition *part, const ArcKey *key, const ArcTags *tags,
 	bool		stale;
 
 	LWLockAcquire(part->lock, LW_SHARED);
-	stale = FlightFillIsStale(part, key->hash, t) ||
-		TwoCacheTagsAreStale(key->dbid, tags, t);
+	stale = FenceFillIsStale(part, key, tags, t);
 	LWLockRelease(part->lock);
 	return stale;
 }
@@ -297,7 +296,7 @@ l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		LWLockRelease(part->lock);
 		return false;
 	}
-	FlightInvalidateKey(part, key);
+	FenceKey(part, key);
 	r = ArcStore(part, hash, key, value, len, false, GetDatabaseEncoding(),
 				 tags, TwoCacheExpiry(now, ttl_ms),
 				 &evicted);
@@ -336,7 +335,7 @@ TwoCacheLocalDelete(const ArcKey *key)
 	existed = TwoCacheEntryIsLive(e, GetCurrentTimestamp());
 	if (e != NULL && !ArcListIsGhost(e->list))
 		ArcRemove(part, hash, e);
-	FlightInvalidateKey(part, key);
+	FenceKey(part, key);
 	LWLockRelease(part->lock);
 	return existed;
 }
@@ -357,8 +356,8 @@ TwoCacheDeferInvalidation(const ArcKey *key, XLogRecPtr lsn)
 	e = ArcFind(hash, key);
 	if (e != NULL && !ArcListIsGhost(e->list))
 		ArcRemove(part, hash, e);
-	FlightInvalidateKey(part, key);
-	FlightDeferKey(part, key->hash, lsn);
+	FenceKey(part, key);
+	FenceDeferKey(part, key->hash, lsn);
 	LWLockRelease(part->lock);
 }
 
@@ -375,7 +374,7 @@ TwoCacheFlushLocal(void)
 
 		LWLockAcquire(part->lock, LW_EXCLUSIVE);
 		dropped += ArcClear(part, TwoCachePartitionHash(i));
-		FlightInvalidateAll(part);
+		FenceAll(part);
 		LWLockRelease(part->lock);
 	}
 	return dropped;

@@ -7,7 +7,7 @@
  * read-only for its duration, so any write (a DML statement, nextval(), a
  * volatile function that writes, SELECT FOR UPDATE) fails with 25006.  In
  * READ COMMITTED each statement takes a fresh snapshot, after the caller has
- * recorded where fencing starts (flight.c), so a fill never reads data older
+ * recorded where fencing starts (fence.c), so a fill never reads data older
  * than its fence.  It must return zero or one row of one column (the value)
  * or two columns (the value and an interval TTL); rows go to a receiver of
  * our own that keeps the first.  Errors, its own or ours, carry a CONTEXT

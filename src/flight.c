@@ -64,19 +64,9 @@
  *   twocache.max_fetch_depth; each waiter holds one while it waits.  A
  *   waiter that finds the table full fetches for itself instead of waiting.
  *
- * Fencing: every invalidation of a key (del, set, flush, remote message)
- * bumps the partition's counter and records it in the key's stripe, and in
- * the key's flight slot if it has one.  A fill whose key was invalidated
- * after the fill began is stale and is not stored: a fill with a slot knows
- * exactly about its own key; one without (unguarded) goes by the stripe,
- * which other keys share, so it may be rejected needlessly under many
- * invalidations.  Under REPEATABLE READ and SERIALIZABLE the fetch reads the
- * transaction's snapshot, which may predate the fill, so an invalidation at
- * or after the transaction's start also makes the fill stale.  On a hot
- * standby, an invalidation can arrive through Redis before the WAL that made
- * it true has been replayed: the worker records its WAL position in the
- * fence (pending_lsn), and a fill that began before replay reached that
- * position read an older snapshot and is stale too.
+ * Fencing (whether a fill that began before an invalidation may be stored)
+ * is fence.c's: a ticket records where fencing starts (FenceStart), and the
+ * slot keeps the exact fence of its own key (FlightSlotFence).
  *
  * Locking: a slot on a partition's flights list, the partition's fences and
  * its list are protected by the partition's LWLock (exclusive to change).
@@ -115,6 +105,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "fence.h"
 #include "flight.h"
 #include "twocache.h"
 
@@ -334,12 +325,7 @@ ticket_start(ArcPartition *part, FlightTicket *t)
 	t->part = part;
 	t->slot = NULL;
 	t->nest_level = 0;
-	t->start_counter = part->inval_counter;
-	t->tag_start = TwoCacheTagFenceStart();
-	t->replay_start = RecoveryInProgress() ?
-		GetXLogReplayRecPtr(NULL) : InvalidXLogRecPtr;
-	t->xact_start = IsolationUsesXactSnapshot() ?
-		GetCurrentTransactionStartTimestamp() : 0;
+	FenceStart(part, t);
 }
 
 /*
@@ -624,70 +610,11 @@ FlightWait(ArcPartition *part, const ArcKey *key, FlightSlot *slot,
 }
 
 /*
- * Record an invalidation of key, so fills of it that began earlier are
- * rejected.  Caller holds the partition lock exclusively.
+ * The fence of the slot's own key during its flight (fence.c): the partition
+ * counter at the last invalidation of this very key, or 0.
  */
-void
-FlightInvalidateKey(ArcPartition *part, const ArcKey *key)
+uint64 *
+FlightSlotFence(FlightSlot *slot)
 {
-	ArcFence   *stripe = &part->stripes[key->hash % ARC_FENCE_STRIPES];
-	FlightSlot *slot = FlightFind(part, key);
-
-	part->inval_counter++;
-	stripe->counter = part->inval_counter;
-	stripe->at = GetCurrentTimestamp();
-	if (slot != NULL)
-		slot->inval_counter = part->inval_counter;
-}
-
-/* The same for every key of the partition (a flush). */
-void
-FlightInvalidateAll(ArcPartition *part)
-{
-	part->inval_counter++;
-	part->flushed.counter = part->inval_counter;
-	part->flushed.at = GetCurrentTimestamp();
-}
-
-/*
- * Record that an invalidation of the key with this hash holds from WAL
- * position lsn on, which this standby has not replayed yet: fills that begin
- * before replay gets there are stale.  Caller holds the partition lock
- * exclusively.
- */
-void
-FlightDeferKey(ArcPartition *part, uint32 hash, XLogRecPtr lsn)
-{
-	ArcFence   *stripe = &part->stripes[hash % ARC_FENCE_STRIPES];
-
-	stripe->pending_lsn = Max(stripe->pending_lsn, lsn);
-}
-
-/*
- * Was the key invalidated since the ticket's fetch began?  Caller holds the
- * partition lock.
- */
-bool
-FlightFillIsStale(ArcPartition *part, uint32 hash, const FlightTicket *t)
-{
-	ArcFence   *stripe = &part->stripes[hash % ARC_FENCE_STRIPES];
-	uint64		key_counter;
-
-	/*
-	 * The slot's record is exact; it covers the flight only, which is enough
-	 * unless the snapshot predates the flight (then see xact_start below).
-	 */
-	key_counter = t->slot != NULL ? t->slot->inval_counter : stripe->counter;
-	if (key_counter > t->start_counter ||
-		part->flushed.counter > t->start_counter)
-		return true;
-	if (t->xact_start != 0 &&
-		((stripe->counter != 0 && stripe->at >= t->xact_start) ||
-		 (part->flushed.counter != 0 && part->flushed.at >= t->xact_start)))
-		return true;
-	if (!XLogRecPtrIsInvalid(t->replay_start) &&
-		(stripe->pending_lsn > t->replay_start ||
-		 part->flushed.pending_lsn > t->replay_start))
-		return true;
-	return false;
+	return &slot->inval_counter;
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * flight.h
- *	  Single-flight fetch slots and fill fencing (flight.c).
+ *	  Single-flight fetch slots (flight.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,7 +27,7 @@ typedef struct FlightTicket
 	FlightSlot *slot;			/* NULL: unguarded (no single flight) */
 	uint64		seq;			/* slot's seq when claimed */
 	uint64		start_counter;	/* partition's invalidation counter at start */
-	uint64		tag_start;		/* tag fence counter at start (tags.c) */
+	uint64		tag_start;		/* tag fence counter at start (fence.c) */
 	XLogRecPtr	replay_start;	/* on a hot standby: WAL replayed at start */
 	TimestampTz xact_start;		/* transaction start under a transaction
 								 * snapshot, else 0 */
@@ -52,10 +52,6 @@ extern void FlightBeginUnguarded(ArcPartition *part, FlightTicket *t);
 extern void FlightEnd(FlightTicket *t);
 extern FlightWaitResult FlightWait(ArcPartition *part, const ArcKey *key,
 								   FlightSlot *slot, int timeout_ms);
-extern void FlightInvalidateKey(ArcPartition *part, const ArcKey *key);
-extern void FlightInvalidateAll(ArcPartition *part);
-extern void FlightDeferKey(ArcPartition *part, uint32 hash, XLogRecPtr lsn);
-extern bool FlightFillIsStale(ArcPartition *part, uint32 hash,
-							  const FlightTicket *t);
+extern uint64 *FlightSlotFence(FlightSlot *slot);
 
 #endif							/* TWOCACHE_FLIGHT_H */

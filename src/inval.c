@@ -8,7 +8,8 @@
  * or a table trigger's, after commit) runs in three steps:
  *
  *	1. Locally: drop the key's L1 entry (or every entry carrying the tag) and
- *	   fence fills of it (cache.c, tags.c), so this server stops serving it.
+ *	   fence fills of it (cache.c, tags.c, fence.c), so this server stops
+ *	   serving it.
  *	2. In Redis: DEL the key, or empty the tag's set in bounded rounds, then
  *	   PUBLISH the message (each first sets its fill fence to Redis's clock,
  *	   so a fill on any server that began before is not stored: l2.c), so every other server drops its copies (their

@@ -15,18 +15,13 @@
  * invalidation for one role fences the fills of all (a needless rejection
  * at worst) and one for every role fences every fill.
  *
- * Invalidating a tag first bumps the tag's fence stripe, then drops the
- * matching entries partition by partition.  A fill checks the stripes of its
- * tags under its partition lock before storing, so either it sees the bump
+ * Invalidating a tag first raises the tag's fence (fence.c), then drops the
+ * matching entries partition by partition.  A fill checks the fences of its
+ * tags under its partition lock before storing, so either it sees the fence
  * and is rejected, or it stored before the scan reached its partition and
- * the scan drops it.  Stripes are shared by tags (by hash), so a fill may be
- * rejected needlessly, never kept wrongly.  On a hot standby a tag
- * invalidation that waits for WAL replay records its position in the stripe,
- * as for keys (flight.c).
+ * the scan drops it.
  *
- * Locking: the stripes are under twocache_shared->tag_mutex, a spinlock held
- * for a few instructions; the scan takes each partition's lock exclusively
- * in turn.
+ * Locking: the scan takes each partition's lock exclusively in turn.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +35,7 @@
 #include "utils/array.h"
 #include "utils/timestamp.h"
 
+#include "fence.h"
 #include "flight.h"
 #include "twocache.h"
 
@@ -171,56 +167,6 @@ TwoCacheTagsContain(const char *data, uint32 len, const char *tag, int taglen)
 	return false;
 }
 
-static ArcFence *
-tag_stripe(Oid dbid, const char *tag, int taglen)
-{
-	uint32		h = hash_bytes((const unsigned char *) tag, taglen);
-
-	h = hash_combine(h, murmurhash32((uint32) dbid));
-	return &twocache_shared->tag_stripes[h % TWOCACHE_TAG_STRIPES];
-}
-
-/* Where tag fencing starts for a fill beginning now. */
-uint64
-TwoCacheTagFenceStart(void)
-{
-	return pg_atomic_read_u64(&twocache_shared->tag_counter);
-}
-
-/*
- * Was one of the tags of a fill begun with t (in database dbid) invalidated
- * since?  (The same rules as FlightFillIsStale, by tag stripe.)
- */
-bool
-TwoCacheTagsAreStale(Oid dbid, const ArcTags *tags, const FlightTicket *t)
-{
-	const unsigned char *p;
-	const unsigned char *end;
-	bool		stale = false;
-
-	if (tags == NULL || tags->len == 0)
-		return false;
-	p = (const unsigned char *) tags->data;
-	end = p + tags->len;
-	SpinLockAcquire(&twocache_shared->tag_mutex);
-	while (!stale && end - p >= 2)
-	{
-		int			n = (p[0] << 8) | p[1];
-		ArcFence   *f;
-
-		p += 2;
-		if (n > end - p)
-			break;
-		f = tag_stripe(dbid, (const char *) p, n);
-		p += n;
-		stale = f->counter > t->tag_start ||
-			(t->xact_start != 0 && f->counter != 0 && f->at >= t->xact_start) ||
-			(!XLogRecPtrIsInvalid(t->replay_start) && f->pending_lsn > t->replay_start);
-	}
-	SpinLockRelease(&twocache_shared->tag_mutex);
-	return stale;
-}
-
 /*
  * Drop every L1 entry of database dbid carrying tag, of role roleid if it is
  * valid (else of every role), after fencing fills of it; on a standby, lsn (if valid) is the WAL position the invalidation
@@ -231,17 +177,10 @@ uint64
 TwoCacheInvalidateTagLocal(Oid dbid, Oid roleid, const char *tag, int taglen,
 						   XLogRecPtr lsn)
 {
-	ArcFence   *f = tag_stripe(dbid, tag, taglen);
-	TimestampTz now = GetCurrentTimestamp();
 	uint64		dropped = 0;
 	int			i;
 
-	SpinLockAcquire(&twocache_shared->tag_mutex);
-	f->counter = pg_atomic_add_fetch_u64(&twocache_shared->tag_counter, 1);
-	f->at = now;
-	if (!XLogRecPtrIsInvalid(lsn))
-		f->pending_lsn = Max(f->pending_lsn, lsn);
-	SpinLockRelease(&twocache_shared->tag_mutex);
+	FenceTag(dbid, tag, taglen, lsn);
 
 	for (i = 0; i < twocache_shared->npartitions; i++)
 	{
@@ -262,7 +201,7 @@ TwoCacheInvalidateTagLocal(Oid dbid, Oid roleid, const char *tag, int taglen,
 					(OidIsValid(roleid) && e->key.roleid != roleid) ||
 					!TwoCacheTagsContain(ArcEntryTags(e), e->tags_len, tag, taglen))
 					continue;
-				FlightInvalidateKey(part, &e->key);
+				FenceKey(part, &e->key);
 				ArcRemove(part, hash, e);
 				dropped++;
 			}

@@ -12,7 +12,7 @@
  *
  * Lock order, for every file: a backend holds at most one partition LWLock
  * at a time (scans take them one after another); under it, it may take the
- * tag fence spinlock (tags.c), and the lock manager's own LWLocks inside
+ * tag fence spinlock (fence.c), and the lock manager's own LWLocks inside
  * flight.c's calls that take a flight's heavyweight lock without waiting or
  * release it; nothing else.  The worker state and stats spinlocks are taken
  * alone, and so is the invalidation queue's LWLock (inval.c).  No LWLock or
@@ -152,7 +152,7 @@ typedef struct TwoCacheShared
 	ArcPartition *partitions;	/* [npartitions] */
 	struct FlightPool *flights;
 
-	/* tag fences (tags.c): counter and stripes under tag_mutex */
+	/* tag fences (fence.c): counter and stripes under tag_mutex */
 	slock_t		tag_mutex;
 	pg_atomic_uint64 tag_counter;
 	ArcFence	tag_stripes[TWOCACHE_TAG_STRIPES];
@@ -237,9 +237,6 @@ extern bool TwoCacheTagsContain(const char *data, uint32 len, const char *tag,
 								int taglen);
 extern int	TwoCacheTagsCount(const ArcTags *tags);
 extern void TwoCacheTagsMerge(const ArcTags *a, const ArcTags *b, ArcTags *out);
-extern uint64 TwoCacheTagFenceStart(void);
-extern bool TwoCacheTagsAreStale(Oid dbid, const ArcTags *tags,
-								 const struct FlightTicket *t);
 extern uint64 TwoCacheInvalidateTagLocal(Oid dbid, Oid roleid, const char *tag,
 										 int taglen, XLogRecPtr lsn);
 

@@ -242,7 +242,7 @@ item_build_here(InvalItem *item, const ArcKey *key, bool is_tag)
 
 /* A round trip on conn, or on the backend's connection when it is NULL. */
 static bool
-exec(redisContext *conn, int n, TcRedisCommand *cmds, redisReply **replies,
+exec(TcRedisConn *conn, int n, TcRedisCommand *cmds, TcRedisReply **replies,
 	 char *errbuf, size_t errlen)
 {
 	if (conn == NULL)
@@ -257,11 +257,11 @@ exec(redisContext *conn, int n, TcRedisCommand *cmds, redisReply **replies,
  * also starts the retry interval; the worker records the error itself.
  */
 static void
-refused(redisContext *conn, const redisReply *reply, const char *what,
+refused(TcRedisConn *conn, const TcRedisReply *reply, const char *what,
 		char *errbuf, size_t errlen)
 {
 	snprintf(errbuf, errlen, "Redis refused %s: %s", what,
-			 reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+			 reply != NULL && reply->type == TC_REPLY_ERROR ? reply->str : "unexpected reply");
 	if (conn == NULL)
 		TwoCacheRedisBackendFailed(errbuf);
 	else
@@ -289,13 +289,13 @@ add_publish(TcRedisCommand *cmd, const char *channel, const InvalItem *item)
  * except after commit, where interrupts are held.
  */
 static bool
-send_tag(redisContext *conn, const char *channel, InvalItem *item,
+send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 		 char *errbuf, size_t errlen)
 {
 	char		cursor[32] = "0";
 	int			rounds = 0;
 	TcRedisCommand cmd;
-	redisReply *reply;
+	TcRedisReply *reply;
 
 	/* first the fence: a fill with this tag that began before is refused */
 	TwoCacheRedisCommand(&cmd, "EVAL");
@@ -306,7 +306,7 @@ send_tag(redisContext *conn, const char *channel, InvalItem *item,
 	reply = NULL;
 	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
 		return false;
-	if (reply->type != REDIS_REPLY_INTEGER)
+	if (reply->type != TC_REPLY_INTEGER)
 	{
 		refused(conn, reply, "the tag's fill fence", errbuf, errlen);
 		TwoCacheRedisFreeReplies(1, &reply);
@@ -316,8 +316,8 @@ send_tag(redisContext *conn, const char *channel, InvalItem *item,
 
 	do
 	{
-		redisReply *next;
-		redisReply *count;
+		TcRedisReply *next;
+		TcRedisReply *count;
 
 		if (rounds++ >= TAG_MAX_ROUNDS)
 			break;
@@ -332,10 +332,10 @@ send_tag(redisContext *conn, const char *channel, InvalItem *item,
 		reply = NULL;
 		if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
 			return false;
-		if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-			(next = reply->element[0])->type != REDIS_REPLY_STRING ||
+		if (reply->type != TC_REPLY_ARRAY || reply->elements != 2 ||
+			(next = reply->element[0])->type != TC_REPLY_STRING ||
 			next->len == 0 || next->len >= sizeof(cursor) ||
-			(count = reply->element[1])->type != REDIS_REPLY_INTEGER)
+			(count = reply->element[1])->type != TC_REPLY_INTEGER)
 		{
 			refused(conn, reply, "the tag invalidation", errbuf, errlen);
 			TwoCacheRedisFreeReplies(1, &reply);
@@ -351,7 +351,7 @@ send_tag(redisContext *conn, const char *channel, InvalItem *item,
 	reply = NULL;
 	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
 		return false;
-	if (reply->type != REDIS_REPLY_INTEGER)
+	if (reply->type != TC_REPLY_INTEGER)
 	{
 		refused(conn, reply, "the tag invalidation message", errbuf, errlen);
 		TwoCacheRedisFreeReplies(1, &reply);
@@ -381,11 +381,11 @@ send_tag(redisContext *conn, const char *channel, InvalItem *item,
  * no ERROR because of Redis.
  */
 bool
-InvalSend(redisContext *conn, const char *channel, InvalItem **items, int n,
+InvalSend(TcRedisConn *conn, const char *channel, InvalItem **items, int n,
 		  char *errbuf, size_t errlen)
 {
 	TcRedisCommand cmds[2 * INVAL_BATCH];
-	redisReply *replies[2 * INVAL_BATCH];
+	TcRedisReply *replies[2 * INVAL_BATCH];
 	int			i = 0;
 
 	while (i < n)
@@ -413,20 +413,20 @@ InvalSend(redisContext *conn, const char *channel, InvalItem **items, int n,
 			nb++;
 			i++;
 		}
-		memset(replies, 0, sizeof(redisReply *) * 2 * nb);
+		memset(replies, 0, sizeof(TcRedisReply *) * 2 * nb);
 		if (!exec(conn, 2 * nb, cmds, replies, errbuf, errlen))
 			return false;
 		for (j = 0; j < nb && ok; j++)
 		{
-			redisReply *del = replies[2 * j];
-			redisReply *pub = replies[2 * j + 1];
+			TcRedisReply *del = replies[2 * j];
+			TcRedisReply *pub = replies[2 * j + 1];
 
-			if (del->type != REDIS_REPLY_INTEGER)
+			if (del->type != TC_REPLY_INTEGER)
 			{
 				refused(conn, del, "DEL", errbuf, errlen);
 				ok = false;
 			}
-			else if (pub->type != REDIS_REPLY_INTEGER)
+			else if (pub->type != TC_REPLY_INTEGER)
 			{
 				refused(conn, pub, "the invalidation message", errbuf, errlen);
 				ok = false;
@@ -658,11 +658,11 @@ generation_key(size_t *len)
  * queue entries it supersedes (those queued before the bump).
  */
 static bool
-bump_generation(redisContext *conn, const char *channel, char *errbuf,
+bump_generation(TcRedisConn *conn, const char *channel, char *errbuf,
 				size_t errlen)
 {
 	TcRedisCommand cmd;
-	redisReply *reply = NULL;
+	TcRedisReply *reply = NULL;
 	size_t		klen;
 	char	   *k = generation_key(&klen);
 	uint64		generation;
@@ -680,7 +680,7 @@ bump_generation(redisContext *conn, const char *channel, char *errbuf,
 	TwoCacheRedisArg(&cmd, k, klen);
 	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
 		return false;
-	if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0)
+	if (reply->type != TC_REPLY_INTEGER || reply->integer <= 0)
 	{
 		refused(conn, reply, "INCR of the cache generation", errbuf, errlen);
 		TwoCacheRedisFreeReplies(1, &reply);
@@ -702,7 +702,7 @@ bump_generation(redisContext *conn, const char *channel, char *errbuf,
 	reply = NULL;
 	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
 		return false;
-	if (reply->type != REDIS_REPLY_INTEGER)
+	if (reply->type != TC_REPLY_INTEGER)
 	{
 		refused(conn, reply, "the cache generation message", errbuf, errlen);
 		TwoCacheRedisFreeReplies(1, &reply);
@@ -731,10 +731,10 @@ bump_generation(redisContext *conn, const char *channel, char *errbuf,
  * take it as seen.  Returns false if Redis failed.
  */
 bool
-InvalGenerationRefresh(redisContext *conn, char *errbuf, size_t errlen)
+InvalGenerationRefresh(TcRedisConn *conn, char *errbuf, size_t errlen)
 {
 	TcRedisCommand cmd;
-	redisReply *reply = NULL;
+	TcRedisReply *reply = NULL;
 	size_t		klen;
 	char	   *k = generation_key(&klen);
 	uint64		generation = 0;
@@ -743,9 +743,9 @@ InvalGenerationRefresh(redisContext *conn, char *errbuf, size_t errlen)
 	TwoCacheRedisArg(&cmd, k, klen);
 	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
 		return false;
-	if (reply->type == REDIS_REPLY_STRING)
+	if (reply->type == TC_REPLY_STRING)
 		generation = strtou64(reply->str, NULL, 10);
-	else if (reply->type != REDIS_REPLY_NIL)
+	else if (reply->type != TC_REPLY_NIL)
 	{
 		refused(conn, reply, "GET of the cache generation", errbuf, errlen);
 		TwoCacheRedisFreeReplies(1, &reply);
@@ -764,7 +764,7 @@ InvalGenerationRefresh(redisContext *conn, char *errbuf, size_t errlen)
  * many were sent, or -1 with errbuf set if Redis failed (the rest stay).
  */
 int
-InvalQueueReplay(redisContext *conn, const char *channel, char *errbuf,
+InvalQueueReplay(TcRedisConn *conn, const char *channel, char *errbuf,
 				 size_t errlen)
 {
 	int			total = 0;

@@ -10,6 +10,7 @@
 #define TWOCACHE_INVAL_H
 
 #include "access/xlogdefs.h"
+#include "redis.h"
 #include "twocache.h"
 
 /*
@@ -43,8 +44,8 @@ extern bool TwoCacheTakeBack(const ArcKey *key);
 extern void InvalItemBuild(InvalItem *item, const ArcKey *key, bool is_tag,
 						   const char *dbname, const char *rolename,
 						   XLogRecPtr lsn);
-struct redisContext;			/* hiredis; NULL: the backend's connection */
-extern bool InvalSend(struct redisContext *conn, const char *channel,
+/* conn NULL: the backend's connection */
+extern bool InvalSend(TcRedisConn *conn, const char *channel,
 					  InvalItem **items, int n, char *errbuf, size_t errlen);
 
 /* invalidations Redis has not taken yet, and the generation */
@@ -53,10 +54,10 @@ extern void InvalQueueShmemInit(void);
 extern bool InvalL2Withheld(const ArcKey *key, const ArcTags *tags,
 							uint64 generation);
 extern uint64 InvalGeneration(void);
-extern bool InvalGenerationRefresh(struct redisContext *conn, char *errbuf,
+extern bool InvalGenerationRefresh(TcRedisConn *conn, char *errbuf,
 								   size_t errlen);
 extern void InvalGenerationSeen(uint64 generation);
-extern int	InvalQueueReplay(struct redisContext *conn, const char *channel,
+extern int	InvalQueueReplay(TcRedisConn *conn, const char *channel,
 							 char *errbuf, size_t errlen);
 
 #endif							/* TWOCACHE_INVAL_H */

@@ -531,9 +531,9 @@ cmd_add_publish(TcRedisCommand *cmd, const char *msg, int msglen)
 }
 
 static bool
-reply_is_error(const redisReply *r)
+reply_is_error(const TcRedisReply *r)
 {
-	return r == NULL || r->type == REDIS_REPLY_ERROR;
+	return r == NULL || r->type == TC_REPLY_ERROR;
 }
 
 /*
@@ -590,8 +590,8 @@ bool
 L2Get(int n, const ArcKey *keys, L2Entry *out, uint64 *now_us)
 {
 	TcRedisCommand *cmds;
-	redisReply **replies;
-	redisReply *time;
+	TcRedisReply **replies;
+	TcRedisReply *time;
 	char		err[512];
 	int			i;
 
@@ -599,7 +599,7 @@ L2Get(int n, const ArcKey *keys, L2Entry *out, uint64 *now_us)
 	if (n == 0)
 		return true;
 	cmds = palloc(sizeof(TcRedisCommand) * (1 + 2 * n));
-	replies = palloc0(sizeof(redisReply *) * (1 + 2 * n));
+	replies = palloc0(sizeof(TcRedisReply *) * (1 + 2 * n));
 	TwoCacheRedisCommand(&cmds[0], "TIME");
 	for (i = 0; i < n; i++)
 	{
@@ -615,20 +615,20 @@ L2Get(int n, const ArcKey *keys, L2Entry *out, uint64 *now_us)
 		return false;
 
 	time = replies[0];
-	if (time->type == REDIS_REPLY_ARRAY && time->elements == 2 &&
-		time->element[0]->type == REDIS_REPLY_STRING &&
-		time->element[1]->type == REDIS_REPLY_STRING)
+	if (time->type == TC_REPLY_ARRAY && time->elements == 2 &&
+		time->element[0]->type == TC_REPLY_STRING &&
+		time->element[1]->type == TC_REPLY_STRING)
 		*now_us = strtou64(time->element[0]->str, NULL, 10) * 1000000 +
 			strtou64(time->element[1]->str, NULL, 10);
 	for (i = 0; i < n; i++)
 	{
-		redisReply *get = replies[1 + 2 * i];
-		redisReply *pttl = replies[2 + 2 * i];
+		TcRedisReply *get = replies[1 + 2 * i];
+		TcRedisReply *pttl = replies[2 + 2 * i];
 		L2Entry    *e = &out[i];
 
 		memset(e, 0, sizeof(L2Entry));
-		if (get->type != REDIS_REPLY_STRING || get->len < 1 ||
-			pttl->type != REDIS_REPLY_INTEGER || pttl->integer == -2)
+		if (get->type != TC_REPLY_STRING || get->len < 1 ||
+			pttl->type != TC_REPLY_INTEGER || pttl->integer == -2)
 			continue;			/* absent, or expired between the two */
 		if (!l2_decode(get->str, get->len, e))
 		{
@@ -650,7 +650,7 @@ bool
 L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 {
 	TcRedisCommand cmds[2];
-	redisReply *replies[2] = {NULL, NULL};
+	TcRedisReply *replies[2] = {NULL, NULL};
 	char		err[512];
 	size_t		rklen;
 	char	   *rkey = l2_key(key, &rklen);
@@ -665,8 +665,8 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 		return false;
 
 	*is_value = false;
-	if (replies[0]->type == REDIS_REPLY_STRING &&
-		replies[1]->type == REDIS_REPLY_INTEGER && replies[1]->integer != -2)
+	if (replies[0]->type == TC_REPLY_STRING &&
+		replies[1]->type == TC_REPLY_INTEGER && replies[1]->integer != -2)
 	{
 		uint64		generation;
 		int			gl = generation_prefix(replies[0]->str, replies[0]->len,
@@ -678,7 +678,7 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 			 replies[0]->str[gl] == 'E') &&
 			!InvalL2Withheld(key, NULL, generation);
 	}
-	*pttl_ms = replies[1]->type == REDIS_REPLY_INTEGER ? replies[1]->integer : -2;
+	*pttl_ms = replies[1]->type == TC_REPLY_INTEGER ? replies[1]->integer : -2;
 	TwoCacheRedisFreeReplies(2, replies);
 	return true;
 }
@@ -706,7 +706,7 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 {
 	int			ntags = TwoCacheTagsCount(tags);
 	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (1 + ntags));
-	redisReply **replies = palloc0(sizeof(redisReply *) * (1 + ntags));
+	TcRedisReply **replies = palloc0(sizeof(TcRedisReply *) * (1 + ntags));
 	TcRedisCommand *fill = &cmds[ntags];
 	char		err[512];
 	char		ttlbuf[32];
@@ -763,7 +763,7 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 	*stored = false;
 	if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, err, sizeof(err)))
 		return false;
-	ok = replies[ntags]->type == REDIS_REPLY_INTEGER;
+	ok = replies[ntags]->type == TC_REPLY_INTEGER;
 	*stored = ok && replies[ntags]->integer == 1;
 	TwoCacheRedisFreeReplies(1 + ntags, replies);
 	return ok;
@@ -781,7 +781,7 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 {
 	int			ntags = TwoCacheTagsCount(tags);
 	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (2 + ntags));
-	redisReply **replies = palloc0(sizeof(redisReply *) * (2 + ntags));
+	TcRedisReply **replies = palloc0(sizeof(TcRedisReply *) * (2 + ntags));
 	char		ttlbuf[32];
 	size_t		rklen,
 				vlen;
@@ -834,13 +834,13 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 		(void) tag_add_cmds(&cmds[1], key, rkey, rklen, tags, ttlbuf);
 		if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, errbuf, errlen))
 			return false;
-		ok = replies[0]->type == REDIS_REPLY_INTEGER;
+		ok = replies[0]->type == TC_REPLY_INTEGER;
 		*wrote = ok && replies[0]->integer == 1;
 		if (*wrote)
 			TwoCacheCount(TC_INVALIDATIONS_SENT, 1);
 		if (!ok)
 			snprintf(errbuf, errlen, "Redis refused the conditional set: %s",
-					 replies[0]->type == REDIS_REPLY_ERROR ? replies[0]->str : "unexpected reply");
+					 replies[0]->type == TC_REPLY_ERROR ? replies[0]->str : "unexpected reply");
 		TwoCacheRedisFreeReplies(1 + ntags, replies);
 		return ok;
 	}

@@ -40,6 +40,10 @@
  * back at once.  Nothing here raises an ERROR because of Redis: failures are
  * returned with a message in errbuf, which never contains the password.
  *
+ * This is the only file that includes hiredis: the rest of twocache sees a
+ * TcRedisConn (a redisContext) and TcRedisReply (a redisReply, the same
+ * layout, checked at compile time) through redis.h.
+ *
  * No LWLock may be held while calling into this file.
  *
  *-------------------------------------------------------------------------
@@ -47,6 +51,8 @@
 #include "postgres.h"
 
 #include <sys/socket.h>
+
+#include <hiredis/hiredis.h>
 
 #include "common/pg_prng.h"
 #include "miscadmin.h"
@@ -58,6 +64,23 @@
 
 #include "redis.h"
 #include "twocache.h"
+
+/* TcRedisReply is hiredis's redisReply under our name (redis.h) */
+StaticAssertDecl(sizeof(TcRedisReply) == sizeof(redisReply) &&
+				 offsetof(TcRedisReply, type) == offsetof(redisReply, type) &&
+				 offsetof(TcRedisReply, integer) == offsetof(redisReply, integer) &&
+				 offsetof(TcRedisReply, len) == offsetof(redisReply, len) &&
+				 offsetof(TcRedisReply, str) == offsetof(redisReply, str) &&
+				 offsetof(TcRedisReply, elements) == offsetof(redisReply, elements) &&
+				 offsetof(TcRedisReply, element) == offsetof(redisReply, element),
+				 "TcRedisReply must be laid out as redisReply");
+StaticAssertDecl(TC_REPLY_STRING == REDIS_REPLY_STRING &&
+				 TC_REPLY_ARRAY == REDIS_REPLY_ARRAY &&
+				 TC_REPLY_INTEGER == REDIS_REPLY_INTEGER &&
+				 TC_REPLY_NIL == REDIS_REPLY_NIL &&
+				 TC_REPLY_STATUS == REDIS_REPLY_STATUS &&
+				 TC_REPLY_ERROR == REDIS_REPLY_ERROR,
+				 "TcRedisReplyType must number replies as hiredis does");
 
 /* The backend's connection */
 static redisContext *backend_conn = NULL;
@@ -98,8 +121,8 @@ drop_wait_set(void)
  * Free a connection made by TwoCacheRedisConnect (and the wait set of its
  * socket), and give its descriptor back to fd.c.
  */
-void
-TwoCacheRedisFree(redisContext *c)
+static void
+redis_free(redisContext *c)
 {
 	if (c == NULL)
 		return;
@@ -220,10 +243,10 @@ read_replies(redisContext *c, int ncmds, redisReply **replies,
  * must drop the connection (and must drop it too if this raises an ERROR,
  * as a cancel while waiting does; what was read is freed then too).
  */
-bool
-TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
-				  redisReply **replies, int timeout_ms,
-				  char *errbuf, size_t errlen)
+static bool
+redis_exec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
+		   redisReply **replies, int timeout_ms,
+		   char *errbuf, size_t errlen)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   timeout_ms);
@@ -282,8 +305,8 @@ TwoCacheRedisExec(redisContext *c, int ncmds, const TcRedisCommand *cmds,
 	return true;
 }
 
-void
-TwoCacheRedisFreeReplies(int n, redisReply **replies)
+static void
+free_replies(int n, redisReply **replies)
 {
 	int			i;
 
@@ -382,7 +405,7 @@ connect_setup(redisContext *c, const TcRedisUrl *u, const char *target,
 		return true;
 
 	left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-	if (!TwoCacheRedisExec(c, ncmds, cmds, replies, (int) Max(left, 1),
+	if (!redis_exec(c, ncmds, cmds, replies, (int) Max(left, 1),
 						   why, sizeof(why)))
 	{
 		snprintf(errbuf, errlen, "could not set up Redis connection to %s: %s",
@@ -395,11 +418,11 @@ connect_setup(redisContext *c, const TcRedisUrl *u, const char *target,
 		{
 			snprintf(errbuf, errlen, "Redis at %s refused %s: %s", target,
 					 cmds[i].argv[0], replies[i]->str);
-			TwoCacheRedisFreeReplies(ncmds, replies);
+			free_replies(ncmds, replies);
 			return false;
 		}
 	}
-	TwoCacheRedisFreeReplies(ncmds, replies);
+	free_replies(ncmds, replies);
 	return true;
 }
 
@@ -410,9 +433,9 @@ connect_setup(redisContext *c, const TcRedisUrl *u, const char *target,
  * If an interrupt raises an ERROR meanwhile, the half-open connection is
  * freed first.  Free the result with TwoCacheRedisFree.
  */
-redisContext *
-TwoCacheRedisConnect(const char *url, int timeout_ms, const char *name,
-					 char *errbuf, size_t errlen)
+static redisContext *
+redis_connect(const char *url, int timeout_ms, const char *name,
+			  char *errbuf, size_t errlen)
 {
 	TcRedisUrl	u;
 	const char *perr;
@@ -445,7 +468,7 @@ TwoCacheRedisConnect(const char *url, int timeout_ms, const char *name,
 		return NULL;
 	}
 
-	/* from here on, TwoCacheRedisFree(c) gives the descriptor back */
+	/* from here on, redis_free(c) gives the descriptor back */
 	PG_TRY();
 	{
 		ok = connect_setup(c, &u, target, name, deadline, errbuf, errlen);
@@ -453,14 +476,14 @@ TwoCacheRedisConnect(const char *url, int timeout_ms, const char *name,
 	PG_CATCH();
 	{
 		/* cancelled while waiting: nothing may keep the half-open socket */
-		TwoCacheRedisFree(c);
+		redis_free(c);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
 	if (!ok)
 	{
-		TwoCacheRedisFree(c);
+		redis_free(c);
 		return NULL;
 	}
 	return c;
@@ -488,7 +511,7 @@ drop_backend_conn(void)
 	if (backend_conn_url != NULL)
 		pfree(backend_conn_url);
 	backend_conn_url = NULL;
-	TwoCacheRedisFree(c);
+	redis_free(c);
 }
 
 /*
@@ -517,8 +540,8 @@ TwoCacheRedisBackendFailed(const char *err)
  * within the retry interval after a failure, or when connecting failed
  * (which starts a retry interval); errbuf then says why.
  */
-redisContext *
-TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
+static redisContext *
+backend_conn_get(char *errbuf, size_t errlen)
 {
 	char		name[TC_REDIS_NAME_LEN];
 
@@ -539,7 +562,7 @@ TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
 		return NULL;
 	}
 	TwoCacheRedisClientName("backend", name, sizeof(name));
-	backend_conn = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
+	backend_conn = redis_connect(twocache_redis_url, twocache_redis_timeout,
 										name, errbuf, errlen);
 	if (backend_conn == NULL)
 	{
@@ -562,16 +585,17 @@ TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
  */
 bool
 TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
-						 redisReply **replies, char *errbuf, size_t errlen)
+						 TcRedisReply **treplies, char *errbuf, size_t errlen)
 {
-	redisContext *c = TwoCacheRedisBackendConn(errbuf, errlen);
+	redisReply **replies = (redisReply **) treplies;
+	redisContext *c = backend_conn_get(errbuf, errlen);
 	bool		ok;
 
 	if (c == NULL)
 		return false;
 	PG_TRY();
 	{
-		ok = TwoCacheRedisExec(c, ncmds, cmds, replies, twocache_redis_timeout,
+		ok = redis_exec(c, ncmds, cmds, replies, twocache_redis_timeout,
 							   errbuf, errlen);
 	}
 	PG_CATCH();
@@ -640,4 +664,91 @@ TwoCacheRedisCommand(TcRedisCommand *cmd, const char *name)
 	cmd->xargv = NULL;
 	cmd->xargvlen = NULL;
 	TwoCacheRedisArg(cmd, name, strlen(name));
+}
+
+/* ----------------------------------------------------------------
+ * The interface of redis.h: hiredis's types under ours
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Connect to url within timeout_ms and name the connection (see
+ * redis_connect).  NULL with errbuf set on failure.
+ */
+TcRedisConn *
+TwoCacheRedisConnect(const char *url, int timeout_ms, const char *name,
+					 char *errbuf, size_t errlen)
+{
+	return (TcRedisConn *) redis_connect(url, timeout_ms, name, errbuf, errlen);
+}
+
+/* Run a pipeline on c (see redis_exec). */
+bool
+TwoCacheRedisExec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
+				  TcRedisReply **replies, int timeout_ms,
+				  char *errbuf, size_t errlen)
+{
+	return redis_exec((redisContext *) c, ncmds, cmds, (redisReply **) replies,
+					  timeout_ms, errbuf, errlen);
+}
+
+void
+TwoCacheRedisFreeReplies(int n, TcRedisReply **replies)
+{
+	free_replies(n, (redisReply **) replies);
+}
+
+void
+TwoCacheRedisFree(TcRedisConn *c)
+{
+	redis_free((redisContext *) c);
+}
+
+/* The backend's connection (see backend_conn_get). */
+TcRedisConn *
+TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
+{
+	return (TcRedisConn *) backend_conn_get(errbuf, errlen);
+}
+
+/* The socket of c, to wait on (the worker's subscription). */
+pgsocket
+TwoCacheRedisSocket(TcRedisConn *c)
+{
+	return ((redisContext *) c)->fd;
+}
+
+/*
+ * Read what the socket of c has into its buffer, without waiting (after a
+ * wait said it is readable).  False with errbuf set if the connection
+ * failed.
+ */
+bool
+TwoCacheRedisReadInput(TcRedisConn *c, char *errbuf, size_t errlen)
+{
+	redisContext *ctx = (redisContext *) c;
+
+	if (redisBufferRead(ctx) == REDIS_OK)
+		return true;
+	strlcpy(errbuf, ctx->errstr[0] ? ctx->errstr : "connection lost", errlen);
+	return false;
+}
+
+/*
+ * The next reply already read on c, if any: 1 with *reply set (free it with
+ * TwoCacheRedisFreeReplies), 0 if none is complete yet, -1 if what was read
+ * is not Redis's protocol.
+ */
+int
+TwoCacheRedisNextReply(TcRedisConn *c, TcRedisReply **reply)
+{
+	void	   *r = NULL;
+
+	*reply = NULL;
+	if (redisGetReplyFromReader((redisContext *) c, &r) != REDIS_OK)
+		return -1;
+	if (r == NULL)
+		return 0;
+	*reply = (TcRedisReply *) r;
+	return 1;
 }

@@ -99,8 +99,8 @@
 
 typedef struct WorkerConn
 {
-	redisContext *sub;
-	redisContext *cmd;
+	TcRedisConn *sub;
+	TcRedisConn *cmd;
 	char	   *url;			/* settings connected with */
 	char	   *channel;
 } WorkerConn;
@@ -244,7 +244,7 @@ disconnect(WorkerConn *wc)
 static void
 drop_cmd(WorkerConn *wc)
 {
-	redisContext *c = wc->cmd;
+	TcRedisConn *c = wc->cmd;
 
 	wc->cmd = NULL;
 	TwoCacheRedisFree(c);
@@ -273,7 +273,7 @@ connect_and_subscribe(WorkerConn *wc)
 	char		err[512];
 	char		name[TC_REDIS_NAME_LEN];
 	TcRedisCommand cmd;
-	redisReply *reply = NULL;
+	TcRedisReply *reply = NULL;
 	uint64		flushed;
 
 	if (!connect_cmd(wc, err, sizeof(err)))
@@ -290,15 +290,15 @@ connect_and_subscribe(WorkerConn *wc)
 	if (!TwoCacheRedisExec(wc->sub, 1, &cmd, &reply, twocache_redis_timeout,
 						   err, sizeof(err)))
 		goto fail;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
-		reply->element[0]->type != REDIS_REPLY_STRING ||
+	if (reply->type != TC_REPLY_ARRAY || reply->elements < 1 ||
+		reply->element[0]->type != TC_REPLY_STRING ||
 		strcmp(reply->element[0]->str, "subscribe") != 0)
 	{
 		snprintf(err, sizeof(err), "unexpected reply to SUBSCRIBE");
-		freeReplyObject(reply);
+		TwoCacheRedisFreeReplies(1, &reply);
 		goto fail;
 	}
-	freeReplyObject(reply);
+	TwoCacheRedisFreeReplies(1, &reply);
 
 	wc->url = MemoryContextStrdup(TopMemoryContext, twocache_redis_url);
 	wc->channel = MemoryContextStrdup(TopMemoryContext, twocache_channel);
@@ -669,36 +669,37 @@ apply_message(const char *data, size_t len)
 
 /*
  * Apply every message the subscription has for us: those already parsed
- * into hiredis's buffer and, if read_socket, what the socket has.  Returns
- * false if the connection failed.
+ * into the connection's buffer and, if read_socket, what the socket has.
+ * Returns false if the connection failed.
  */
 static bool
 drain_subscription(WorkerConn *wc, bool read_socket)
 {
-	if (read_socket && redisBufferRead(wc->sub) != REDIS_OK)
+	char		err[256];
+
+	if (read_socket && !TwoCacheRedisReadInput(wc->sub, err, sizeof(err)))
 	{
-		state_error(wc->sub->errstr[0] ? wc->sub->errstr : "subscription connection lost");
+		state_error(err);
 		return false;
 	}
 	for (;;)
 	{
-		void	   *r = NULL;
-		redisReply *reply;
+		TcRedisReply *reply = NULL;
+		int			got = TwoCacheRedisNextReply(wc->sub, &reply);
 
-		if (redisGetReplyFromReader(wc->sub, &r) != REDIS_OK)
+		if (got < 0)
 		{
 			state_error("invalid reply on the subscription connection");
 			return false;
 		}
-		if (r == NULL)
+		if (got == 0)
 			return true;
-		reply = (redisReply *) r;
-		if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-			reply->element[0]->type == REDIS_REPLY_STRING &&
+		if (reply->type == TC_REPLY_ARRAY && reply->elements == 3 &&
+			reply->element[0]->type == TC_REPLY_STRING &&
 			strcmp(reply->element[0]->str, "message") == 0 &&
-			reply->element[2]->type == REDIS_REPLY_STRING)
+			reply->element[2]->type == TC_REPLY_STRING)
 			apply_message(reply->element[2]->str, reply->element[2]->len);
-		freeReplyObject(reply);
+		TwoCacheRedisFreeReplies(1, &reply);
 	}
 }
 
@@ -710,7 +711,7 @@ static bool
 ping(WorkerConn *wc)
 {
 	TcRedisCommand cmd;
-	redisReply *reply = NULL;
+	TcRedisReply *reply = NULL;
 	char		err[512];
 	bool		ok;
 
@@ -727,10 +728,10 @@ ping(WorkerConn *wc)
 		state_error(err);
 		return false;
 	}
-	ok = reply->type != REDIS_REPLY_ERROR;
+	ok = reply->type != TC_REPLY_ERROR;
 	if (!ok)
 		state_error(reply->str);
-	freeReplyObject(reply);
+	TwoCacheRedisFreeReplies(1, &reply);
 	return ok;
 }
 
@@ -893,7 +894,7 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 			events &= ~WL_TIMEOUT;
 
 		rc = WaitLatchOrSocket(MyLatch, events,
-							   wc.sub != NULL ? wc.sub->fd : PGINVALID_SOCKET,
+							   wc.sub != NULL ? TwoCacheRedisSocket(wc.sub) : PGINVALID_SOCKET,
 							   timeout, PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);

@@ -526,9 +526,18 @@ TwoCacheRedisBackendFailed(const char *err)
 		(int) pg_prng_uint64_range(&pg_global_prng_state, 0,
 								   twocache_redis_retry_interval / 4);
 
+	TwoCacheWorkerState *w = &twocache_shared->worker;
+	TimestampTz now = GetCurrentTimestamp();
+
 	drop_backend_conn();
 	TwoCacheCount(TC_REDIS_ERRORS, 1);
-	backend_skip_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), skip);
+	backend_skip_until = TimestampTzPlusMilliseconds(now, skip);
+
+	/* twocache_status().last_error: the last Redis error of this server */
+	SpinLockAcquire(&w->mutex);
+	strlcpy(w->last_error, err, sizeof(w->last_error));
+	w->last_error_at = now;
+	SpinLockRelease(&w->mutex);
 	ereport(DEBUG1,
 			(errmsg_internal("twocache: Redis unavailable for %d ms: %s",
 							 skip, err)));

@@ -115,7 +115,8 @@ typedef struct TwoCacheWorkerState
 	bool		subscribed;
 	uint64		reconnects;		/* subscriptions re-established */
 	int64		deferred;		/* invalidations waiting for WAL replay */
-	char		last_error[256];
+	char		last_error[256];	/* the last Redis error of the worker or
+									 * of any backend (redis.c) */
 	TimestampTz last_error_at;	/* 0 = never */
 } TwoCacheWorkerState;
 

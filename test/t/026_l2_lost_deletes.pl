@@ -74,6 +74,8 @@ my $errors0 = counter($node1, 'redis_errors');
 ($rc, $out, $err) = $node1->psql('postgres', q{SELECT twocache_del('e:k')});
 like($err, qr/Redis refused DEL: .*(NOPERM|can't run this command)/, 'Redis refused the DEL, and the WARNING says so');
 ok(counter($node1, 'redis_errors') > $errors0, 'counted in redis_errors');
+like($node1->safe_psql('postgres', 'SELECT last_error FROM twocache_status()'),
+	qr/Redis refused DEL/, 'and shown in twocache_status().last_error');
 is($redis->command('EXISTS', 'db:postgres:e:k'), 1, 'Redis still has the key');
 # past the retry interval that the error started, node1 reads Redis again
 $redis->command('SET', 'db:postgres:e:probe', 'vfrom redis');

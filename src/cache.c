@@ -391,19 +391,17 @@ TwoCacheFlushLocal(void)
  * this server's max_value_size with its tags: another server with a larger
  * setting wrote it) is returned without being stored, and t's flight ends.
  * Returns false on an L2 miss or when Redis is unavailable; t is then still
- * open, and *start_us is Redis's clock at the read (0 if unknown), for the
- * fill's write (L2Fill).
+ * open.
  */
 static bool
 fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
-			 FlightTicket *t, text **result, uint64 *start_us)
+			 FlightTicket *t, text **result)
 {
 	L2Entry		e;
 	uint32		len;
 
-	*start_us = 0;
 	/* withheld: an invalidation of it Redis has not taken yet (inval.c) */
-	if (!TwoCacheRedisEnabled() || !L2Get(1, key, &e, start_us) || !e.found ||
+	if (!TwoCacheRedisEnabled() || !L2Get(1, key, &e) || !e.found ||
 		InvalL2Withheld(key, &e.tags, e.generation))
 	{
 		if (TwoCacheRedisEnabled())
@@ -450,7 +448,7 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	text	   *volatile result = NULL;
 	volatile bool fetching = false;
 	volatile bool from_l2 = false;
-	uint64		start_us = 0;	/* Redis's clock at our read: see L2Fill */
+	uint64		start_us = 0;	/* Redis's clock before our fetch: L2Fill */
 	int64		fill_ttl;
 	const ArcTags *store_tags;
 
@@ -459,13 +457,16 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	{
 		text	   *l2_result = NULL;
 
-		if (fill_from_l2(part, hash, key, t, &l2_result, &start_us))
+		if (fill_from_l2(part, hash, key, t, &l2_result))
 		{
 			result = l2_result;
 			from_l2 = true;
 		}
 		else
 		{
+			/* where the fill starts for Redis's fences; 0 if unknown */
+			if (TwoCacheRedisEnabled())
+				(void) L2Time(&start_us);
 			TwoCacheCount(TC_FETCHES, 1);
 			fetching = true;
 			TwoCacheRunFetch(query, key, &fr);
@@ -640,12 +641,11 @@ TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
 		if (query == NULL)
 		{
 			text	   *result = NULL;
-			uint64		start_us;
 
 			/* no fetch: a fenced read of L2, without a flight */
 			FlightBeginUnguarded(part, t);
 			LWLockRelease(part->lock);
-			if (!fill_from_l2(part, hash, key, t, &result, &start_us))
+			if (!fill_from_l2(part, hash, key, t, &result))
 				return NULL;
 			return result;
 		}
@@ -700,7 +700,6 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 	L2Entry    *l2 = palloc(sizeof(L2Entry) * Max(n, 1));
 	int			nmissing = 0;
 	int			i;
-	uint64		now_us;
 
 	for (i = 0; i < n; i++)
 	{
@@ -743,7 +742,7 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 
 	if (nmissing == 0 || !TwoCacheRedisEnabled())
 		return;
-	if (!L2Get(nmissing, mkeys, l2, &now_us))
+	if (!L2Get(nmissing, mkeys, l2))
 	{
 		TwoCacheCount(TC_L2_MISSES, nmissing);
 		return;

@@ -23,11 +23,12 @@
  * (inval.c) empties it in bounded rounds and publishes its message after the
  * last.
  *
- * Fills are fenced in Redis: a fill reads Redis's clock with the key
- * (L2Get), and its write (L2Fill, one script) is refused if a delete of a
- * key of its stripe or an invalidation of one of its tags happened since,
- * on any server: deletes and tag invalidations (inval.c) set those fences,
- * <key_prefix>fence:<stripe> and <key_prefix>tagfence:..., to Redis's clock.
+ * Fills are fenced in Redis: a fill reads Redis's clock after its miss and
+ * before its fetch (L2Time), and its write (L2Fill, one script) is refused
+ * if a delete of a key of its stripe or an invalidation of one of its tags
+ * happened since, on any server: deletes and tag invalidations (inval.c)
+ * set those fences, <key_prefix>fence:<stripe> and
+ * <key_prefix>tagfence:..., to Redis's clock.
  *
  * Every function here returns false when Redis is unavailable or failed
  * (redis.c then skips Redis for twocache.redis_retry_interval); none raises
@@ -581,49 +582,38 @@ tag_add_cmds(TcRedisCommand *cmds, const ArcKey *key, const char *rkey,
  */
 
 /*
- * Read n keys from L2 in one round trip (GET and PTTL of each), and Redis's
- * clock before them (*now_us, in microseconds; for fills: see fill_script).
- * Returns false if Redis is unavailable or failed: treat every key as a
- * miss.
+ * Read n keys from L2 in one round trip (GET and PTTL of each).  Returns
+ * false if Redis is unavailable or failed: treat every key as a miss.
  */
 bool
-L2Get(int n, const ArcKey *keys, L2Entry *out, uint64 *now_us)
+L2Get(int n, const ArcKey *keys, L2Entry *out)
 {
 	TcRedisCommand *cmds;
 	TcRedisReply **replies;
-	TcRedisReply *time;
 	char		err[512];
 	int			i;
 
-	*now_us = 0;
 	if (n == 0)
 		return true;
-	cmds = palloc(sizeof(TcRedisCommand) * (1 + 2 * n));
-	replies = palloc0(sizeof(TcRedisReply *) * (1 + 2 * n));
-	TwoCacheRedisCommand(&cmds[0], "TIME");
+	cmds = palloc(sizeof(TcRedisCommand) * 2 * n);
+	replies = palloc0(sizeof(TcRedisReply *) * 2 * n);
 	for (i = 0; i < n; i++)
 	{
 		size_t		rklen;
 		char	   *rkey = l2_key(&keys[i], &rklen);
 
-		TwoCacheRedisCommand(&cmds[1 + 2 * i], "GET");
-		TwoCacheRedisArg(&cmds[1 + 2 * i], rkey, rklen);
-		TwoCacheRedisCommand(&cmds[2 + 2 * i], "PTTL");
-		TwoCacheRedisArg(&cmds[2 + 2 * i], rkey, rklen);
+		TwoCacheRedisCommand(&cmds[2 * i], "GET");
+		TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
+		TwoCacheRedisCommand(&cmds[2 * i + 1], "PTTL");
+		TwoCacheRedisArg(&cmds[2 * i + 1], rkey, rklen);
 	}
-	if (!TwoCacheRedisBackendExec(1 + 2 * n, cmds, replies, err, sizeof(err)))
+	if (!TwoCacheRedisBackendExec(2 * n, cmds, replies, err, sizeof(err)))
 		return false;
 
-	time = replies[0];
-	if (time->type == TC_REPLY_ARRAY && time->elements == 2 &&
-		time->element[0]->type == TC_REPLY_STRING &&
-		time->element[1]->type == TC_REPLY_STRING)
-		*now_us = strtou64(time->element[0]->str, NULL, 10) * 1000000 +
-			strtou64(time->element[1]->str, NULL, 10);
 	for (i = 0; i < n; i++)
 	{
-		TcRedisReply *get = replies[1 + 2 * i];
-		TcRedisReply *pttl = replies[2 + 2 * i];
+		TcRedisReply *get = replies[2 * i];
+		TcRedisReply *pttl = replies[2 * i + 1];
 		L2Entry    *e = &out[i];
 
 		memset(e, 0, sizeof(L2Entry));
@@ -638,8 +628,37 @@ L2Get(int n, const ArcKey *keys, L2Entry *out, uint64 *now_us)
 		e->found = true;
 		e->pttl_ms = pttl->integer;		/* -1: no expiry */
 	}
-	TwoCacheRedisFreeReplies(1 + 2 * n, replies);
+	TwoCacheRedisFreeReplies(2 * n, replies);
 	return true;
+}
+
+/*
+ * Redis's clock, in microseconds, into *now_us: where a fill that is about
+ * to fetch starts (see fill_script).  Read after the fill's L2 miss, before
+ * its fetch takes its snapshot: a delete before then happened before the
+ * snapshot too, so only later ones must refuse the fill.  Returns false if
+ * Redis is unavailable or failed.
+ */
+bool
+L2Time(uint64 *now_us)
+{
+	TcRedisCommand cmd;
+	TcRedisReply *reply = NULL;
+	char		err[512];
+	bool		ok;
+
+	*now_us = 0;
+	TwoCacheRedisCommand(&cmd, "TIME");
+	if (!TwoCacheRedisBackendExec(1, &cmd, &reply, err, sizeof(err)))
+		return false;
+	ok = reply->type == TC_REPLY_ARRAY && reply->elements == 2 &&
+		reply->element[0]->type == TC_REPLY_STRING &&
+		reply->element[1]->type == TC_REPLY_STRING;
+	if (ok)
+		*now_us = strtou64(reply->element[0]->str, NULL, 10) * 1000000 +
+			strtou64(reply->element[1]->str, NULL, 10);
+	TwoCacheRedisFreeReplies(1, &reply);
+	return ok;
 }
 
 /*
@@ -690,7 +709,7 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 
 /*
  * Store a fetched value (or placeholder) in L2: a fill, not a change, so no
- * message.  start_us is Redis's clock when the fill read the key (L2Get).
+ * message.  start_us is Redis's clock before the fill's fetch (L2Time).
  * The key is added to its tags' sets first, then one script (fill_script)
  * stores it unless, atomically: a delete of its stripe or an invalidation of
  * one of its tags happened since start_us, on any server (the fill may have

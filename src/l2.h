@@ -30,7 +30,8 @@ typedef struct L2Entry
 	uint64		generation;		/* written in (0: unmarked) */
 } L2Entry;
 
-extern bool L2Get(int n, const ArcKey *keys, L2Entry *out, uint64 *now_us);
+extern bool L2Get(int n, const ArcKey *keys, L2Entry *out);
+extern bool L2Time(uint64 *now_us);
 extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
 extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
 				   bool negative, const ArcTags *tags, int64 ttl_ms,

@@ -1035,10 +1035,11 @@ inval_subxact_callback(SubXactEvent event,
 /*
  * Remember an invalidation of key (a tag if is_tag) for after commit;
  * queued: only then (a trigger's), and forgotten if the subtransaction that
- * queued it aborts.  Builds its Redis side now, while catalog access works.
+ * queued it aborts.  Builds its Redis side now, while catalog access works,
+ * unless the caller built it (built, not NULL: it was sent just now).
  */
 static void
-remember(const ArcKey *key, bool is_tag, bool queued)
+remember(const ArcKey *key, bool is_tag, bool queued, const InvalItem *built)
 {
 	MemoryContext old;
 	InvalItem	item;
@@ -1060,7 +1061,15 @@ remember(const ArcKey *key, bool is_tag, bool queued)
 											ALLOCSET_DEFAULT_SIZES);
 
 	/* its identity, in the caller's memory: most calls only find it */
-	item_build_here(&item, key, is_tag);
+	if (built != NULL)
+	{
+		/* what the caller sent now; the commit sends it afresh */
+		item = *built;
+		item.sent = false;
+		item.deleted = 0;
+	}
+	else
+		item_build_here(&item, key, is_tag);
 	id.len = 1 + item.rkeylen + 1 + item.prefixlen;
 	bytes = palloc(id.len);
 	bytes[0] = is_tag ? 't' : 'k';
@@ -1172,16 +1181,18 @@ TwoCacheDel(const ArcKey *key, bool local_only)
 {
 	bool		existed = TwoCacheLocalDelete(key);
 	bool		l2_existed = false;
+	InvalItem	item;
+	bool		built = false;
 
 	if (local_only)
 		return existed;
 	if (TwoCacheRedisEnabled())
 	{
-		InvalItem	item;
 		InvalItem  *items[1] = {&item};
 		char		err[512];
 
 		item_build_here(&item, key, false);
+		built = true;
 		if (!InvalSend(NULL, twocache_channel, items, 1, err, sizeof(err)))
 		{
 			enqueue_here(key, false);
@@ -1193,7 +1204,7 @@ TwoCacheDel(const ArcKey *key, bool local_only)
 		(void) TwoCacheLocalDelete(key);
 	}
 	if (again_after_commit())
-		remember(key, false, false);
+		remember(key, false, false, built ? &item : NULL);
 	return existed || l2_existed;
 }
 
@@ -1209,16 +1220,18 @@ TwoCacheInvalidateTag(Oid dbid, Oid roleid, const char *tag, int taglen)
 {
 	ArcKey		t;
 	uint64		dropped;
+	InvalItem	item;
+	bool		built = false;
 
 	tag_key(&t, dbid, roleid, tag, taglen);
 	dropped = TwoCacheInvalidateLocal(&t, true);
 	if (TwoCacheRedisEnabled())
 	{
-		InvalItem	item;
 		InvalItem  *items[1] = {&item};
 		char		err[512];
 
 		item_build_here(&item, &t, true);
+		built = true;
 		if (!InvalSend(NULL, twocache_channel, items, 1, err, sizeof(err)))
 		{
 			enqueue_here(&t, true);
@@ -1229,7 +1242,7 @@ TwoCacheInvalidateTag(Oid dbid, Oid roleid, const char *tag, int taglen)
 		dropped += TwoCacheInvalidateLocal(&t, true);
 	}
 	if (again_after_commit())
-		remember(&t, true, false);
+		remember(&t, true, false, built ? &item : NULL);
 	return dropped;
 }
 
@@ -1244,7 +1257,7 @@ TwoCacheQueueTagInvalidation(Oid dbid, const char *tag, int taglen)
 	ArcKey		t;
 
 	tag_key(&t, dbid, InvalidOid, tag, taglen);
-	remember(&t, true, true);
+	remember(&t, true, true, NULL);
 }
 
 /*

@@ -72,6 +72,7 @@
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 #include "miscadmin.h"
@@ -333,14 +334,17 @@ fail:
  */
 
 /*
- * Database OID of a name in a message; InvalidOid if there is none.  The
- * worker is connected to no database, so it reads the shared catalog
- * pg_database as GetDatabaseTuple() in postinit.c does: through the name
- * index only once the shared relcache entries are built (they are not
- * after a server start, before any backend connected), else by a heap scan.
+ * The OID of the row named name in the shared catalog relid (its name in
+ * column nameatt, found through index indexid, its OID in column oidatt);
+ * InvalidOid if there is none.  The worker is connected to no database, so
+ * it reads shared catalogs as GetDatabaseTuple() in postinit.c does:
+ * through the name index only once the shared relcache entries are built
+ * (they are not after a server start, before any backend connected), else
+ * by a heap scan.
  */
 static Oid
-database_oid(const char *dbname)
+shared_catalog_oid(Oid relid, Oid indexid, AttrNumber nameatt,
+				   AttrNumber oidatt, const char *name)
 {
 	Relation	rel;
 	SysScanDesc scan;
@@ -349,43 +353,42 @@ database_oid(const char *dbname)
 	Oid			oid = InvalidOid;
 
 	StartTransactionCommand();
-	ScanKeyInit(&key, Anum_pg_database_datname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum(dbname));
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = systable_beginscan(rel, DatabaseNameIndexId,
-							  criticalSharedRelcachesBuilt, NULL, 1, &key);
+	ScanKeyInit(&key, nameatt, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(name));
+	rel = table_open(relid, AccessShareLock);
+	scan = systable_beginscan(rel, indexid, criticalSharedRelcachesBuilt,
+							  NULL, 1, &key);
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
-		oid = ((Form_pg_database) GETSTRUCT(tuple))->oid;
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, oidatt, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			oid = DatumGetObjectId(d);
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return oid;
 }
 
+/* Database OID of a name in a message; InvalidOid if there is none. */
+static Oid
+database_oid(const char *dbname)
+{
+	return shared_catalog_oid(DatabaseRelationId, DatabaseNameIndexId,
+							  Anum_pg_database_datname, Anum_pg_database_oid,
+							  dbname);
+}
+
 /* Role OID of a name in a message; InvalidOid if there is none. */
 static Oid
 role_oid(const char *rolename)
 {
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tuple;
-	Oid			oid = InvalidOid;
-
-	StartTransactionCommand();
-	ScanKeyInit(&key, Anum_pg_authid_rolname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum(rolename));
-	rel = table_open(AuthIdRelationId, AccessShareLock);
-	scan = systable_beginscan(rel, AuthIdRolnameIndexId,
-							  criticalSharedRelcachesBuilt, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		oid = ((Form_pg_authid) GETSTRUCT(tuple))->oid;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-	return oid;
+	return shared_catalog_oid(AuthIdRelationId, AuthIdRolnameIndexId,
+							  Anum_pg_authid_rolname, Anum_pg_authid_oid,
+							  rolename);
 }
 
 /*

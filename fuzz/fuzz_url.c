@@ -35,7 +35,7 @@ terminated(const char *s, size_t size)
 static void
 check_fields(const char *url, const TcRedisUrl *u)
 {
-	FUZZ_CHECK(terminated(u->host, sizeof(u->host)));
+	FUZZ_CHECK(terminated(u->hosts[0].host, sizeof(u->hosts[0].host)));
 	FUZZ_CHECK(terminated(u->path, sizeof(u->path)));
 	FUZZ_CHECK(terminated(u->user, sizeof(u->user)));
 	FUZZ_CHECK(terminated(u->password, sizeof(u->password)));
@@ -45,15 +45,15 @@ check_fields(const char *url, const TcRedisUrl *u)
 		FUZZ_CHECK(strncmp(url, "unix://", 7) == 0);
 		FUZZ_CHECK(u->path[0] == '/');
 		FUZZ_CHECK(strcmp(u->path, url + 7) == 0);
-		FUZZ_CHECK(u->host[0] == '\0');
+		FUZZ_CHECK(u->hosts[0].host[0] == '\0');
 		FUZZ_CHECK(u->user[0] == '\0' && u->password[0] == '\0');
-		FUZZ_CHECK(u->port == 6379 && u->db == 0);
+		FUZZ_CHECK(u->hosts[0].port == 6379 && u->db == 0);
 		return;
 	}
 	FUZZ_CHECK(strncmp(url, "redis://", 8) == 0);
-	FUZZ_CHECK(u->host[0] != '\0');
-	FUZZ_CHECK(strchr(u->host, '/') == NULL && strchr(u->host, '@') == NULL);
-	FUZZ_CHECK(u->port >= 1 && u->port <= 65535);
+	FUZZ_CHECK(u->hosts[0].host[0] != '\0');
+	FUZZ_CHECK(strchr(u->hosts[0].host, '/') == NULL && strchr(u->hosts[0].host, '@') == NULL);
+	FUZZ_CHECK(u->hosts[0].port >= 1 && u->hosts[0].port <= 65535);
 	FUZZ_CHECK(u->db >= 0 && u->db <= 1000000);
 	FUZZ_CHECK(strchr(u->user, ':') == NULL && strchr(u->user, '/') == NULL);
 	FUZZ_CHECK(strchr(u->password, '/') == NULL);
@@ -77,14 +77,14 @@ check_reparse(const TcRedisUrl *u)
 		snprintf(url, size, "unix://%s", u->path);
 	else
 	{
-		bool		bracket = strchr(u->host, ':') != NULL || u->host[0] == '[';
+		bool		bracket = strchr(u->hosts[0].host, ':') != NULL || u->hosts[0].host[0] == '[';
 		bool		creds = u->user[0] != '\0' || u->password[0] != '\0';
 
 		snprintf(url, size, "redis://%s%s%s%s%s%s%s:%d/%d",
 				 creds ? u->user : "", creds ? ":" : "",
 				 creds ? u->password : "", creds ? "@" : "",
-				 bracket ? "[" : "", u->host, bracket ? "]" : "",
-				 u->port, u->db);
+				 bracket ? "[" : "", u->hosts[0].host, bracket ? "]" : "",
+				 u->hosts[0].port, u->db);
 	}
 	if (!TwoCacheParseRedisUrl(url, &again, &err))
 	{
@@ -136,10 +136,10 @@ check_target(const TcRedisUrl *u)
 
 	if (u->unix_socket)
 		snprintf(expected, size, "unix:%s", u->path);
-	else if (strchr(u->host, ':') != NULL)
-		snprintf(expected, size, "[%s]:%d", u->host, u->port);
+	else if (strchr(u->hosts[0].host, ':') != NULL)
+		snprintf(expected, size, "[%s]:%d", u->hosts[0].host, u->hosts[0].port);
 	else
-		snprintf(expected, size, "%s:%d", u->host, u->port);
+		snprintf(expected, size, "%s:%d", u->hosts[0].host, u->hosts[0].port);
 	explen = strlen(expected);
 	sizes[7] = explen;			/* one byte short */
 	sizes[8] = explen + 1;		/* exactly enough */

@@ -460,7 +460,7 @@ redis_connect(const char *url, int timeout_ms, const char *name,
 		return NULL;
 	}
 	c = u.unix_socket ? redisConnectUnixNonBlock(u.path) :
-		redisConnectNonBlock(u.host, u.port);
+		redisConnectNonBlock(u.hosts[0].host, u.hosts[0].port);
 	if (c == NULL)
 	{
 		ReleaseExternalFD();

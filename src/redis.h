@@ -40,15 +40,39 @@ typedef struct TcRedisReply
 #define TC_REDIS_MAX_ARGS	12
 #define TC_REDIS_NAME_LEN	128	/* TwoCacheRedisClientName's buffer */
 
+/*
+ * A parsed twocache.redis_url (redis_url.c).  Every form but unix:// names
+ * one or more host:port pairs: the Redis of redis:// and rediss://, the
+ * Sentinels of redis-sentinel:// (default port 26379), the seed nodes of
+ * redis-cluster:// (default port 6379).
+ */
+#define TC_REDIS_MAX_HOSTS	16
+
+typedef enum TcRedisTopology
+{
+	TC_TOPOLOGY_SINGLE,			/* redis://, rediss://, unix:// */
+	TC_TOPOLOGY_SENTINEL,		/* redis-sentinel://, rediss-sentinel:// */
+	TC_TOPOLOGY_CLUSTER			/* redis-cluster://, rediss-cluster:// */
+} TcRedisTopology;
+
+typedef struct TcRedisHost
+{
+	char		host[256];		/* a name, or an address (IPv6 without []) */
+	int			port;
+} TcRedisHost;
+
 typedef struct TcRedisUrl
 {
-	bool		unix_socket;
-	char		host[256];
-	int			port;
+	TcRedisTopology topology;
+	bool		unix_socket;	/* unix:///path: path, no hosts */
+	bool		tls;			/* rediss, rediss-sentinel, rediss-cluster */
+	int			nhosts;			/* 1..TC_REDIS_MAX_HOSTS unless unix_socket */
+	TcRedisHost hosts[TC_REDIS_MAX_HOSTS];
 	char		path[MAXPGPATH];
 	char		user[128];
 	char		password[256];
-	int			db;
+	int			db;				/* always 0 in a cluster */
+	char		master_name[256];	/* Sentinel only: after '#' */
 } TcRedisUrl;
 
 /*
@@ -68,6 +92,7 @@ typedef struct TcRedisCommand
 
 extern bool TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err);
 extern void TwoCacheRedisUrlTarget(const TcRedisUrl *u, char *buf, size_t len);
+extern void TwoCacheRedisHostTarget(const char *host, int port, char *buf, size_t len);
 extern void TwoCacheRedisClientName(const char *role, char *buf, size_t len);
 extern TcRedisConn *TwoCacheRedisConnect(const char *url, int timeout_ms,
 										  const char *name,

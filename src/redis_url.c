@@ -32,7 +32,7 @@ TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err)
 	size_t		n;
 
 	memset(out, 0, sizeof(TcRedisUrl));
-	out->port = 6379;
+	out->hosts[0].port = 6379;
 
 	if (strncmp(url, "unix://", 7) == 0)
 	{
@@ -59,6 +59,7 @@ TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err)
 		return false;
 	}
 	p = url + 8;
+	out->nhosts = 1;
 
 	/* credentials: everything up to the last '@' before the path */
 	hostend = p + strcspn(p, "/");
@@ -109,13 +110,13 @@ TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err)
 			return false;
 		}
 		n = close - p - 1;
-		if (n == 0 || n >= sizeof(out->host))
+		if (n == 0 || n >= sizeof(out->hosts[0].host))
 		{
 			*err = "invalid host in the URL";
 			return false;
 		}
-		memcpy(out->host, p + 1, n);
-		out->host[n] = '\0';
+		memcpy(out->hosts[0].host, p + 1, n);
+		out->hosts[0].host[n] = '\0';
 		p = close + 1;
 	}
 	else
@@ -123,13 +124,13 @@ TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err)
 		n = strcspn(p, ":/");
 		if (p + n > hostend)
 			n = hostend - p;
-		if (n == 0 || n >= sizeof(out->host))
+		if (n == 0 || n >= sizeof(out->hosts[0].host))
 		{
 			*err = "the URL has no host, or a host that is too long";
 			return false;
 		}
-		memcpy(out->host, p, n);
-		out->host[n] = '\0';
+		memcpy(out->hosts[0].host, p, n);
+		out->hosts[0].host[n] = '\0';
 		p += n;
 	}
 	if (*p == ':')
@@ -157,7 +158,7 @@ TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err)
 			*err = "invalid port in the URL";
 			return false;
 		}
-		out->port = (int) port;
+		out->hosts[0].port = (int) port;
 	}
 	if (*p == '/')
 	{
@@ -192,14 +193,24 @@ TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err)
 	return true;
 }
 
+/* host:port for messages, [host]:port for an IPv6 address. */
+void
+TwoCacheRedisHostTarget(const char *host, int port, char *buf, size_t len)
+{
+	if (strchr(host, ':') != NULL)
+		snprintf(buf, len, "[%s]:%d", host, port);
+	else
+		snprintf(buf, len, "%s:%d", host, port);
+}
+
 /* Where a URL points, without credentials, for messages. */
 void
 TwoCacheRedisUrlTarget(const TcRedisUrl *u, char *buf, size_t len)
 {
 	if (u->unix_socket)
 		snprintf(buf, len, "unix:%s", u->path);
-	else if (strchr(u->host, ':') != NULL)
-		snprintf(buf, len, "[%s]:%d", u->host, u->port);
+	else if (strchr(u->hosts[0].host, ':') != NULL)
+		snprintf(buf, len, "[%s]:%d", u->hosts[0].host, u->hosts[0].port);
 	else
-		snprintf(buf, len, "%s:%d", u->host, u->port);
+		snprintf(buf, len, "%s:%d", u->hosts[0].host, u->hosts[0].port);
 }

@@ -8,7 +8,11 @@ packages=(
 	postgresql-15
 	postgresql-server-dev-15
 	libhiredis-dev
+	libssl-dev
+	openssl
 	redis-server
+	redis-sentinel
+	redis-tools
 	postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl

@@ -23,6 +23,7 @@ OBJS = \
 	src/tags.o \
 	src/redis.o \
 	src/redis_url.o \
+	src/redis_topology.o \
 	src/message.o \
 	src/l2.o \
 	src/inval.o \
@@ -43,7 +44,7 @@ PG_CONFIG ?= pg_config
 # own code (PostgreSQL's inline functions have unused parameters).
 PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
 PG_CFLAGS = -Wall -Wextra
-SHLIB_LINK = -lhiredis
+SHLIB_LINK = -lhiredis -lssl -lcrypto
 
 EXTRA_CLEAN = test/results test/output tmp_check results regression.diffs regression.out
 

@@ -653,6 +653,43 @@ generation_key(size_t *len)
 }
 
 /*
+ * Tell every server that the generation is now generation ('g' message, its
+ * key field the generation), and take it as seen here.
+ */
+static bool
+publish_generation(TcRedisConn *conn, const char *channel, uint64 generation,
+				   char *errbuf, size_t errlen)
+{
+	TcRedisCommand cmd;
+	TcRedisReply *reply = NULL;
+	char		digits[32];
+	ArcKey		gkey;
+	InvalItem	item;
+
+	snprintf(digits, sizeof(digits), UINT64_FORMAT, generation);
+	gkey.hash = 0;
+	gkey.dbid = InvalidOid;
+	gkey.roleid = InvalidOid;
+	gkey.data = digits;
+	gkey.len = strlen(digits);
+	memset(&item, 0, sizeof(item));
+	item.msg = L2Message(&gkey, "", NULL, TC_MSG_GENERATION,
+						 TwoCacheInvalidationLsn(), &item.msglen);
+	add_publish(&cmd, channel, &item);
+	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+		return false;
+	if (reply->type != TC_REPLY_INTEGER)
+	{
+		refused(conn, reply, "the cache generation message", errbuf, errlen);
+		TwoCacheRedisFreeReplies(1, &reply);
+		return false;
+	}
+	TwoCacheRedisFreeReplies(1, &reply);
+	InvalGenerationSeen(generation);
+	return true;
+}
+
+/*
  * After an overflow: bump the generation in Redis (INCR) and tell every
  * server ('g' message, its key field the new generation); then drop the
  * queue entries it supersedes (those queued before the bump).
@@ -666,9 +703,6 @@ bump_generation(TcRedisConn *conn, const char *channel, char *errbuf,
 	size_t		klen;
 	char	   *k = generation_key(&klen);
 	uint64		generation;
-	char		digits[32];
-	ArcKey		gkey;
-	InvalItem	item;
 	int			nseen;
 	int			i;
 
@@ -688,28 +722,8 @@ bump_generation(TcRedisConn *conn, const char *channel, char *errbuf,
 	}
 	generation = (uint64) reply->integer;
 	TwoCacheRedisFreeReplies(1, &reply);
-
-	snprintf(digits, sizeof(digits), UINT64_FORMAT, generation);
-	gkey.hash = 0;
-	gkey.dbid = InvalidOid;
-	gkey.roleid = InvalidOid;
-	gkey.data = digits;
-	gkey.len = strlen(digits);
-	memset(&item, 0, sizeof(item));
-	item.msg = L2Message(&gkey, "", NULL, TC_MSG_GENERATION,
-						 TwoCacheInvalidationLsn(), &item.msglen);
-	add_publish(&cmd, channel, &item);
-	reply = NULL;
-	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+	if (!publish_generation(conn, channel, generation, errbuf, errlen))
 		return false;
-	if (reply->type != TC_REPLY_INTEGER)
-	{
-		refused(conn, reply, "the cache generation message", errbuf, errlen);
-		TwoCacheRedisFreeReplies(1, &reply);
-		return false;
-	}
-	TwoCacheRedisFreeReplies(1, &reply);
-	InvalGenerationSeen(generation);
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	for (i = 0; i < nseen; i++)
@@ -727,17 +741,106 @@ bump_generation(TcRedisConn *conn, const char *channel, char *errbuf,
 }
 
 /*
- * Read the generation from Redis on conn (the worker, when it connects) and
- * take it as seen.  Returns false if Redis failed.
+ * Lua: the generation (KEYS[1]) as seen by a worker connected to a master
+ * whose replication ID is ARGV[1]; the ID last seen is in KEYS[2].  A new
+ * ID means a failover (or a master that lost its data): the generation is
+ * bumped then, once however many servers notice, and {generation, 1}
+ * returned; else {generation, 0}.
+ */
+static const char *dataset_script =
+"local seen = redis.call('GET', KEYS[2])\n"
+"local gen = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+"if seen == ARGV[1] then return {gen, 0} end\n"
+"redis.call('SET', KEYS[2], ARGV[1])\n"
+"return {redis.call('INCR', KEYS[1]), 1}\n";
+
+/* master_replid from an INFO replication reply, or false. */
+static bool
+parse_replid(const TcRedisReply *reply, char *buf, size_t len)
+{
+	const char *p;
+	size_t		n;
+
+	if (reply->type != TC_REPLY_STRING && reply->type != TC_REPLY_STATUS)
+		return false;
+	p = strstr(reply->str, "master_replid:");
+	if (p == NULL)
+		return false;
+	p += strlen("master_replid:");
+	n = strcspn(p, "\r\n");
+	if (n == 0 || n >= len)
+		return false;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return true;
+}
+
+/*
+ * Read the generation from Redis on conn (the worker, when it connects)
+ * and take it as seen.  With follow_dataset (Sentinel), first compare the
+ * master's replication ID with the one last seen: a failover may have
+ * dropped the last writes the old master acknowledged (deletes among them),
+ * so a new ID bumps the generation and nothing written before is trusted by
+ * any server (the 'g' message tells them).  Returns false if Redis failed.
  */
 bool
-InvalGenerationRefresh(TcRedisConn *conn, char *errbuf, size_t errlen)
+InvalGenerationRefresh(TcRedisConn *conn, bool follow_dataset, const char *channel,
+					   char *errbuf, size_t errlen)
 {
 	TcRedisCommand cmd;
 	TcRedisReply *reply = NULL;
 	size_t		klen;
 	char	   *k = generation_key(&klen);
 	uint64		generation = 0;
+
+	if (follow_dataset)
+	{
+		char		replid[64];
+		char	   *seen = psprintf("%sgeneration:replid", twocache_key_prefix);
+		bool		bumped;
+
+		TwoCacheRedisCommand(&cmd, "INFO");
+		TwoCacheRedisArg(&cmd, "replication", 11);
+		if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+			return false;
+		if (!parse_replid(reply, replid, sizeof(replid)))
+		{
+			refused(conn, reply, "INFO replication", errbuf, errlen);
+			TwoCacheRedisFreeReplies(1, &reply);
+			return false;
+		}
+		TwoCacheRedisFreeReplies(1, &reply);
+
+		TwoCacheRedisCommand(&cmd, "EVAL");
+		TwoCacheRedisArg(&cmd, dataset_script, strlen(dataset_script));
+		TwoCacheRedisArg(&cmd, "2", 1);
+		TwoCacheRedisArg(&cmd, k, klen);
+		TwoCacheRedisArg(&cmd, seen, strlen(seen));
+		TwoCacheRedisArg(&cmd, replid, strlen(replid));
+		reply = NULL;
+		if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+			return false;
+		if (reply->type != TC_REPLY_ARRAY || reply->elements != 2 ||
+			reply->element[0]->type != TC_REPLY_INTEGER ||
+			reply->element[1]->type != TC_REPLY_INTEGER)
+		{
+			refused(conn, reply, "the cache generation check", errbuf, errlen);
+			TwoCacheRedisFreeReplies(1, &reply);
+			return false;
+		}
+		generation = (uint64) reply->element[0]->integer;
+		bumped = reply->element[1]->integer == 1;
+		TwoCacheRedisFreeReplies(1, &reply);
+		if (!bumped)
+		{
+			InvalGenerationSeen(generation);
+			return true;
+		}
+		ereport(LOG,
+				(errmsg("twocache: the Redis master has a new replication ID; bumped the cache generation to %llu",
+						(unsigned long long) generation)));
+		return publish_generation(conn, channel, generation, errbuf, errlen);
+	}
 
 	TwoCacheRedisCommand(&cmd, "GET");
 	TwoCacheRedisArg(&cmd, k, klen);

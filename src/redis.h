@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * redis.h
- *	  hiredis glue: URLs, connections, bounded pipelined exchanges.
+ *	  Redis: URLs (redis_url.c), one connection to one node with bounded,
+ *	  pipelined exchanges (redis.c), and which node and the connections
+ *	  kept to it (redis_topology.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -90,29 +92,60 @@ typedef struct TcRedisCommand
 	size_t	   *xargvlen;
 } TcRedisCommand;
 
+/* Where and how to connect to one node (redis.c) */
+typedef struct TcRedisNodeOpts
+{
+	const char *path;			/* a unix socket, or NULL for host:port */
+	const char *host;
+	int			port;
+	bool		tls;
+	const char *user;			/* AUTH, if password is set */
+	const char *password;
+	int			db;				/* SELECT, if not 0 */
+	const char *name;			/* CLIENT SETNAME, if not NULL */
+	bool		ask_role;		/* ROLE, answer in TwoCacheRedisRole */
+} TcRedisNodeOpts;
+
+#define TC_REDIS_TARGET_LEN	300 /* host:port of a node, for messages */
+
+/* redis_url.c */
 extern bool TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err);
 extern void TwoCacheRedisUrlTarget(const TcRedisUrl *u, char *buf, size_t len);
 extern void TwoCacheRedisHostTarget(const char *host, int port, char *buf, size_t len);
+
+/* redis.c: one connection to one node */
 extern void TwoCacheRedisClientName(const char *role, char *buf, size_t len);
-extern TcRedisConn *TwoCacheRedisConnect(const char *url, int timeout_ms,
-										  const char *name,
-										  char *errbuf, size_t errlen);
+extern void TwoCacheRedisNodeOpts(const TcRedisUrl *u, TcRedisNodeOpts *opts);
+extern TcRedisConn *TwoCacheRedisConnectNode(const TcRedisNodeOpts *opts, int timeout_ms,
+											  char *errbuf, size_t errlen);
 extern bool TwoCacheRedisExec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
 							  TcRedisReply **replies, int timeout_ms,
 							  char *errbuf, size_t errlen);
 extern void TwoCacheRedisFreeReplies(int n, TcRedisReply **replies);
 extern void TwoCacheRedisFree(TcRedisConn *c);
 extern pgsocket TwoCacheRedisSocket(TcRedisConn *c);
+extern const char *TwoCacheRedisTarget(TcRedisConn *c);
+extern const char *TwoCacheRedisRole(TcRedisConn *c);
 extern bool TwoCacheRedisReadInput(TcRedisConn *c, char *errbuf, size_t errlen);
 extern int	TwoCacheRedisNextReply(TcRedisConn *c, TcRedisReply **reply);
 extern void TwoCacheRedisCommand(TcRedisCommand *cmd, const char *name);
 extern void TwoCacheRedisArg(TcRedisCommand *cmd, const char *arg, size_t len);
 
-/* the backend's own connection */
+/* redis_topology.c: which node, and the connections kept to it */
 extern bool TwoCacheRedisEnabled(void);
+extern char *TwoCacheRedisSettings(void);
+extern TcRedisConn *TwoCacheRedisConnect(const char *name, char *errbuf, size_t errlen);
 extern TcRedisConn *TwoCacheRedisBackendConn(char *errbuf, size_t errlen);
 extern bool TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
 									 TcRedisReply **replies, char *errbuf, size_t errlen);
 extern void TwoCacheRedisBackendFailed(const char *err);
+extern bool TwoCacheRedisDiscover(bool *changed, int *which, char *errbuf, size_t errlen);
+extern void TwoCacheRedisRequestDiscovery(void);
+extern bool TwoCacheRedisDiscoveryRequested(void);
+extern TcRedisConn *TwoCacheRedisConnectSentinel(int which, const char *name,
+												 char *errbuf, size_t errlen);
+extern char *TwoCacheRedisMasterName(void);
+extern bool TwoCacheRedisMasterMoved(uint64 epoch);
+extern uint64 TwoCacheRedisMasterEpoch(void);
 
 #endif							/* TWOCACHE_REDIS_H */

@@ -42,6 +42,17 @@ int			twocache_redis_timeout = 250;
 int			twocache_redis_retry_interval = 1000;
 char	   *twocache_key_prefix = NULL;
 char	   *twocache_channel = NULL;
+char	   *twocache_redis_tls_ca_file = NULL;
+char	   *twocache_redis_tls_cert_file = NULL;
+char	   *twocache_redis_tls_key_file = NULL;
+int			twocache_redis_tls_verify = TWOCACHE_TLS_VERIFY_FULL;
+
+static const struct config_enum_entry tls_verify_options[] = {
+	{"full", TWOCACHE_TLS_VERIFY_FULL, false},
+	{"ca", TWOCACHE_TLS_VERIFY_CA, false},
+	{"none", TWOCACHE_TLS_VERIFY_NONE, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry scope_options[] = {
 	{"database", TWOCACHE_SCOPE_DATABASE, false},
@@ -252,6 +263,38 @@ TwoCacheDefineGucs(void)
 							   "twocache:invalidate",
 							   PGC_SIGHUP, 0,
 							   check_channel, NULL, NULL);
+
+	DefineCustomStringVariable("twocache.redis_tls_ca_file",
+							   "CA certificates that a rediss URL's server certificate must chain to.",
+							   "PEM file; empty means the system's default CA store.",
+							   &twocache_redis_tls_ca_file,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("twocache.redis_tls_cert_file",
+							   "Client certificate presented to a rediss URL's server.",
+							   "PEM file (chain allowed); set together with twocache.redis_tls_key_file.",
+							   &twocache_redis_tls_cert_file,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("twocache.redis_tls_key_file",
+							   "Private key of twocache.redis_tls_cert_file.",
+							   "PEM file without a passphrase.",
+							   &twocache_redis_tls_key_file,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("twocache.redis_tls_verify",
+							 "What a rediss URL's server certificate is checked for.",
+							 "full: the CA and the host name; ca: the CA only; none: nothing.",
+							 &twocache_redis_tls_verify,
+							 TWOCACHE_TLS_VERIFY_FULL, tls_verify_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("twocache");
 }

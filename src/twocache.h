@@ -73,6 +73,17 @@ extern int	twocache_redis_timeout;
 extern int	twocache_redis_retry_interval;
 extern char *twocache_key_prefix;
 extern char *twocache_channel;
+extern char *twocache_redis_tls_ca_file;
+extern char *twocache_redis_tls_cert_file;
+extern char *twocache_redis_tls_key_file;
+extern int	twocache_redis_tls_verify;
+
+typedef enum TwoCacheTlsVerify
+{
+	TWOCACHE_TLS_VERIFY_FULL,	/* the CA, and the host name */
+	TWOCACHE_TLS_VERIFY_CA,		/* the CA only */
+	TWOCACHE_TLS_VERIFY_NONE	/* nothing: encryption only */
+} TwoCacheTlsVerify;
 
 /* only_if of twocache_set */
 typedef enum TwoCacheOnlyIf
@@ -118,6 +129,14 @@ typedef struct TwoCacheWorkerState
 	char		last_error[256];	/* the last Redis error of the worker or
 									 * of any backend (redis.c) */
 	TimestampTz last_error_at;	/* 0 = never */
+	Latch	   *latch;			/* the worker's, NULL when not running */
+	char		node[300];		/* node of the worker's connection ("" none) */
+	char		node_role[16];	/* its role: master, replica, ... */
+	/* Sentinel: the master in use (redis_topology.c) */
+	char		master_host[256];
+	int			master_port;
+	uint64		master_epoch;	/* moves when the master changes; 0 none */
+	bool		rediscover;		/* a backend asks the worker to discover */
 } TwoCacheWorkerState;
 
 /*

@@ -104,7 +104,28 @@ typedef struct WorkerConn
 	TcRedisConn *cmd;
 	char	   *url;			/* settings connected with */
 	char	   *channel;
+	uint64		epoch;			/* the Sentinel master epoch connected in */
+	/* Sentinel: the subscription to +switch-master */
+	TcRedisConn *sentinel;
+	int			sentinel_idx;	/* which of the URL's Sentinels, -1 none */
+	char	   *master_name;	/* NULL outside Sentinel */
 } WorkerConn;
+
+/*
+ * The worker's wait: its latch, postmaster death, the subscription socket
+ * and the Sentinel one, in a WaitEventSet kept as long as those sockets
+ * stay the same.
+ */
+typedef struct WorkerWait
+{
+	WaitEventSet *set;
+	pgsocket	sub_fd;
+	pgsocket	sentinel_fd;
+} WorkerWait;
+
+static WorkerWait worker_ww = {NULL, PGINVALID_SOCKET, PGINVALID_SOCKET};
+
+static void worker_wait_reset(WorkerWait *ww);
 
 /* An invalidation waiting for WAL replay (see the header comment). */
 typedef struct DeferredInvalidation
@@ -156,6 +177,18 @@ state_set(bool connected, bool subscribed)
 	SpinLockRelease(&w->mutex);
 }
 
+/* The node in use and its role, for twocache_status(); NULL: none. */
+static void
+state_node(TcRedisConn *c)
+{
+	TwoCacheWorkerState *w = &twocache_shared->worker;
+
+	SpinLockAcquire(&w->mutex);
+	strlcpy(w->node, c != NULL ? TwoCacheRedisTarget(c) : "", sizeof(w->node));
+	strlcpy(w->node_role, c != NULL ? TwoCacheRedisRole(c) : "", sizeof(w->node_role));
+	SpinLockRelease(&w->mutex);
+}
+
 static void
 state_error(const char *err)
 {
@@ -187,6 +220,9 @@ worker_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	SpinLockAcquire(&w->mutex);
 	was_subscribed = w->subscribed;
 	w->pid = 0;
+	w->latch = NULL;
+	w->node[0] = '\0';
+	w->node_role[0] = '\0';
 	w->connected = false;
 	w->subscribed = false;
 	w->deferred = 0;
@@ -215,12 +251,20 @@ disconnect(WorkerConn *wc)
 {
 	bool		was_subscribed = (wc->url != NULL);
 
+	worker_wait_reset(&worker_ww);
 	if (wc->sub != NULL)
 		TwoCacheRedisFree(wc->sub);
 	if (wc->cmd != NULL)
 		TwoCacheRedisFree(wc->cmd);
+	if (wc->sentinel != NULL)
+		TwoCacheRedisFree(wc->sentinel);
 	wc->sub = NULL;
 	wc->cmd = NULL;
+	wc->sentinel = NULL;
+	wc->sentinel_idx = -1;
+	if (wc->master_name != NULL)
+		pfree(wc->master_name);
+	wc->master_name = NULL;
 	if (wc->url != NULL)
 		pfree(wc->url);
 	if (wc->channel != NULL)
@@ -228,6 +272,7 @@ disconnect(WorkerConn *wc)
 	wc->url = NULL;
 	wc->channel = NULL;
 	state_set(false, false);
+	state_node(NULL);
 	if (was_subscribed)
 	{
 		uint64		flushed = TwoCacheFlushLocal();
@@ -259,9 +304,121 @@ connect_cmd(WorkerConn *wc, char *err, size_t errlen)
 
 	Assert(wc->cmd == NULL);
 	TwoCacheRedisClientName("worker", name, sizeof(name));
-	wc->cmd = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
-								   name, err, errlen);
+	wc->cmd = TwoCacheRedisConnect(name, err, errlen);
 	return wc->cmd != NULL;
+}
+
+/* Drop the Sentinel subscription; the next one asks every Sentinel. */
+static void
+drop_sentinel(WorkerConn *wc)
+{
+	worker_wait_reset(&worker_ww);
+	if (wc->sentinel != NULL)
+		TwoCacheRedisFree(wc->sentinel);
+	wc->sentinel = NULL;
+	wc->sentinel_idx = -1;
+}
+
+/*
+ * Sentinel: subscribe to +switch-master on the Sentinel that named the
+ * master (or, when it cannot be reached, the next one that answers), so a
+ * failover is followed as soon as Sentinel announces it.  Without it, the
+ * ROLE check of every ping still notices a demoted master; the
+ * subscription is tried again at the next ping.
+ */
+static void
+subscribe_sentinel(WorkerConn *wc)
+{
+	char		err[512];
+	char		name[TC_REDIS_NAME_LEN];
+	TcRedisCommand cmd;
+	TcRedisReply *reply = NULL;
+
+	if (wc->master_name == NULL || wc->sentinel != NULL)
+		return;
+	if (wc->sentinel_idx < 0)
+	{
+		bool		changed;
+
+		if (!TwoCacheRedisDiscover(&changed, &wc->sentinel_idx, err, sizeof(err)))
+		{
+			state_error(err);
+			return;
+		}
+	}
+	TwoCacheRedisClientName("sentinel", name, sizeof(name));
+	wc->sentinel = TwoCacheRedisConnectSentinel(wc->sentinel_idx, name, err, sizeof(err));
+	if (wc->sentinel == NULL)
+		goto fail;
+	TwoCacheRedisCommand(&cmd, "SUBSCRIBE");
+	TwoCacheRedisArg(&cmd, "+switch-master", 14);
+	if (!TwoCacheRedisExec(wc->sentinel, 1, &cmd, &reply, twocache_redis_timeout,
+						   err, sizeof(err)))
+		goto fail;
+	if (reply->type != TC_REPLY_ARRAY || reply->elements < 1 ||
+		reply->element[0]->type != TC_REPLY_STRING ||
+		strcmp(reply->element[0]->str, "subscribe") != 0)
+	{
+		snprintf(err, sizeof(err), "Sentinel at %s refused SUBSCRIBE: %s",
+				 TwoCacheRedisTarget(wc->sentinel),
+				 reply->type == TC_REPLY_ERROR ? reply->str : "unexpected reply");
+		TwoCacheRedisFreeReplies(1, &reply);
+		goto fail;
+	}
+	TwoCacheRedisFreeReplies(1, &reply);
+	return;
+
+fail:
+	state_error(err);
+	ereport(LOG, (errmsg("twocache worker: could not follow Sentinel: %s", err)));
+	drop_sentinel(wc);			/* and ask the others next time */
+}
+
+/*
+ * Sentinel: read what the +switch-master subscription has.  Returns true
+ * if our master moved (the caller reconnects); a failed Sentinel
+ * connection is dropped, to be opened again at the next ping.
+ */
+static bool
+drain_sentinel(WorkerConn *wc)
+{
+	char		err[256];
+	bool		moved = false;
+	size_t		namelen = strlen(wc->master_name);
+
+	if (!TwoCacheRedisReadInput(wc->sentinel, err, sizeof(err)))
+	{
+		ereport(LOG, (errmsg("twocache worker: lost the Sentinel subscription: %s", err)));
+		drop_sentinel(wc);
+		return false;
+	}
+	for (;;)
+	{
+		TcRedisReply *reply = NULL;
+		int			got = TwoCacheRedisNextReply(wc->sentinel, &reply);
+
+		if (got <= 0)
+		{
+			if (got < 0)
+				drop_sentinel(wc);
+			return moved;
+		}
+		/* message, +switch-master, "<name> <old ip> <old port> <new ip> <new port>" */
+		if (reply->type == TC_REPLY_ARRAY && reply->elements == 3 &&
+			reply->element[0]->type == TC_REPLY_STRING &&
+			strcmp(reply->element[0]->str, "message") == 0 &&
+			reply->element[2]->type == TC_REPLY_STRING &&
+			reply->element[2]->len > namelen &&
+			strncmp(reply->element[2]->str, wc->master_name, namelen) == 0 &&
+			reply->element[2]->str[namelen] == ' ')
+		{
+			ereport(LOG,
+					(errmsg("twocache worker: Sentinel announced a new master: %s",
+							reply->element[2]->str)));
+			moved = true;
+		}
+		TwoCacheRedisFreeReplies(1, &reply);
+	}
 }
 
 /*
@@ -277,11 +434,17 @@ connect_and_subscribe(WorkerConn *wc)
 	TcRedisReply *reply = NULL;
 	uint64		flushed;
 
+	bool		changed;
+	int			which;
+
+	/* Sentinel: ask for the master first (a single Redis: nothing to do) */
+	if (!TwoCacheRedisDiscover(&changed, &which, err, sizeof(err)))
+		goto fail;
+	wc->epoch = TwoCacheRedisMasterEpoch();
 	if (!connect_cmd(wc, err, sizeof(err)))
 		goto fail;
 	TwoCacheRedisClientName("subscriber", name, sizeof(name));
-	wc->sub = TwoCacheRedisConnect(twocache_redis_url, twocache_redis_timeout,
-								   name, err, sizeof(err));
+	wc->sub = TwoCacheRedisConnect(name, err, sizeof(err));
 	if (wc->sub == NULL)
 		goto fail;
 
@@ -301,8 +464,25 @@ connect_and_subscribe(WorkerConn *wc)
 	}
 	TwoCacheRedisFreeReplies(1, &reply);
 
-	wc->url = MemoryContextStrdup(TopMemoryContext, twocache_redis_url);
+	{
+		char	   *settings = TwoCacheRedisSettings();
+
+		wc->url = MemoryContextStrdup(TopMemoryContext, settings);
+		pfree(settings);
+	}
 	wc->channel = MemoryContextStrdup(TopMemoryContext, twocache_channel);
+	{
+		char	   *master = TwoCacheRedisMasterName();
+
+		if (master != NULL)
+		{
+			wc->master_name = MemoryContextStrdup(TopMemoryContext, master);
+			pfree(master);
+			wc->sentinel_idx = which;
+			subscribe_sentinel(wc);
+		}
+	}
+	state_node(wc->cmd);
 
 	flushed = TwoCacheFlushLocal();
 
@@ -723,8 +903,8 @@ ping(WorkerConn *wc)
 		state_error(err);
 		return false;
 	}
-	cmd.argc = 0;
-	TwoCacheRedisArg(&cmd, "PING", 4);
+	/* Sentinel: is our master still one?  (A demoted one says "slave".) */
+	TwoCacheRedisCommand(&cmd, wc->master_name != NULL ? "ROLE" : "PING");
 	if (!TwoCacheRedisExec(wc->cmd, 1, &cmd, &reply, twocache_redis_timeout,
 						   err, sizeof(err)))
 	{
@@ -734,7 +914,19 @@ ping(WorkerConn *wc)
 	ok = reply->type != TC_REPLY_ERROR;
 	if (!ok)
 		state_error(reply->str);
+	else if (wc->master_name != NULL &&
+			 (reply->type != TC_REPLY_ARRAY || reply->elements < 1 ||
+			  reply->element[0]->type != TC_REPLY_STRING ||
+			  strcmp(reply->element[0]->str, "master") != 0))
+	{
+		snprintf(err, sizeof(err), "Redis at %s is no longer the master of \"%s\"",
+				 TwoCacheRedisTarget(wc->cmd), wc->master_name);
+		state_error(err);
+		ok = false;
+	}
 	TwoCacheRedisFreeReplies(1, &reply);
+	if (ok)
+		subscribe_sentinel(wc);
 	return ok;
 }
 
@@ -754,6 +946,66 @@ backoff_delay(int backoff)
 		(int) pg_prng_uint64_range(&pg_global_prng_state, 0, backoff - backoff / 2);
 }
 
+
+/*
+ * Wait up to timeout ms (-1: no limit) for the latch or a socket; sets
+ * *sub_ready and *sentinel_ready for the sockets that are readable.
+ */
+static void
+worker_wait(WorkerWait *ww, WorkerConn *wc, long timeout, bool *sub_ready,
+			bool *sentinel_ready)
+{
+	pgsocket	sub_fd = wc->sub != NULL ? TwoCacheRedisSocket(wc->sub) : PGINVALID_SOCKET;
+	pgsocket	sentinel_fd = wc->sentinel != NULL ?
+		TwoCacheRedisSocket(wc->sentinel) : PGINVALID_SOCKET;
+	WaitEvent	events[4];
+	int			n;
+	int			i;
+
+	*sub_ready = false;
+	*sentinel_ready = false;
+	if (ww->set == NULL || ww->sub_fd != sub_fd || ww->sentinel_fd != sentinel_fd)
+	{
+		if (ww->set != NULL)
+			FreeWaitEventSet(ww->set);
+		ww->set = CreateWaitEventSet(TopMemoryContext, 4);
+		AddWaitEventToSet(ww->set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(ww->set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		if (sub_fd != PGINVALID_SOCKET)
+			AddWaitEventToSet(ww->set, WL_SOCKET_READABLE, sub_fd, NULL, &ww->sub_fd);
+		if (sentinel_fd != PGINVALID_SOCKET)
+			AddWaitEventToSet(ww->set, WL_SOCKET_READABLE, sentinel_fd, NULL,
+							  &ww->sentinel_fd);
+		ww->sub_fd = sub_fd;
+		ww->sentinel_fd = sentinel_fd;
+	}
+	n = WaitEventSetWait(ww->set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+	for (i = 0; i < n; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		if ((events[i].events & WL_SOCKET_READABLE) && events[i].user_data == &ww->sub_fd)
+			*sub_ready = true;
+		if ((events[i].events & WL_SOCKET_READABLE) &&
+			events[i].user_data == &ww->sentinel_fd)
+			*sentinel_ready = true;
+	}
+}
+
+/*
+ * Drop the worker's wait set before the sockets in it are closed (a closed
+ * descriptor's number may be reused by the next connect).
+ */
+static void
+worker_wait_reset(WorkerWait *ww)
+{
+	if (ww->set != NULL)
+		FreeWaitEventSet(ww->set);
+	ww->set = NULL;
+	ww->sub_fd = PGINVALID_SOCKET;
+	ww->sentinel_fd = PGINVALID_SOCKET;
+}
+
 void
 TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 {
@@ -763,6 +1015,7 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 	TimestampTz next_ping = 0;
 	int			backoff = WORKER_BACKOFF_MIN_MS;
 
+	wc.sentinel_idx = -1;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -772,6 +1025,7 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 
 	SpinLockAcquire(&twocache_shared->worker.mutex);
 	twocache_shared->worker.pid = MyProcPid;
+	twocache_shared->worker.latch = MyLatch;
 	SpinLockRelease(&twocache_shared->worker.mutex);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
@@ -782,8 +1036,8 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 	{
 		TimestampTz now;
 		long		timeout;
-		int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
-		int			rc;
+		bool		sub_ready;
+		bool		sentinel_ready;
 		bool		waiting_replay;
 		MemoryContext old;
 
@@ -794,10 +1048,41 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (wc.sub != NULL &&
-				(strcmp(wc.url, twocache_redis_url) != 0 ||
-				 strcmp(wc.channel, twocache_channel) != 0))
+			if (wc.sub != NULL)
 			{
+				char	   *settings = TwoCacheRedisSettings();
+
+				if (strcmp(wc.url, settings) != 0 ||
+					strcmp(wc.channel, twocache_channel) != 0)
+				{
+					disconnect(&wc);
+					next_connect = 0;
+					backoff = WORKER_BACKOFF_MIN_MS;
+				}
+				pfree(settings);
+			}
+		}
+
+		/*
+		 * Sentinel: a backend found the master gone or read-only, or one
+		 * discovered another master: ask again, and follow a new one.
+		 */
+		if (wc.sub != NULL && wc.master_name != NULL)
+		{
+			bool		moved = TwoCacheRedisMasterMoved(wc.epoch);
+
+			if (!moved && TwoCacheRedisDiscoveryRequested())
+			{
+				char		err[512];
+				bool		changed;
+
+				if (!TwoCacheRedisDiscover(&changed, NULL, err, sizeof(err)))
+					state_error(err);
+				moved = TwoCacheRedisMasterMoved(wc.epoch);
+			}
+			if (moved)
+			{
+				ereport(LOG, (errmsg("twocache worker: the Redis master changed; reconnecting")));
 				disconnect(&wc);
 				next_connect = 0;
 				backoff = WORKER_BACKOFF_MIN_MS;
@@ -821,7 +1106,8 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 				 * connection whose exchange failed is never used again, and
 				 * the next connect reads the generation again.
 				 */
-				if (!InvalGenerationRefresh(wc.cmd, err, sizeof(err)))
+				if (!InvalGenerationRefresh(wc.cmd, wc.master_name != NULL,
+											wc.channel, err, sizeof(err)))
 				{
 					state_error(err);
 					disconnect(&wc);
@@ -884,7 +1170,6 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 			timeout = -1;
 		else if (wc.sub != NULL)
 		{
-			events |= WL_SOCKET_READABLE;
 			/* a dropped command connection is opened again at once */
 			timeout = wc.cmd == NULL ? 0 :
 				Max(TimestampDifferenceMilliseconds(now, next_ping), 1);
@@ -893,19 +1178,25 @@ TwoCacheWorkerMain(Datum arg pg_attribute_unused())
 			timeout = Max(TimestampDifferenceMilliseconds(now, next_connect), 1);
 		if (waiting_replay && (timeout < 0 || timeout > WORKER_REPLAY_POLL_MS))
 			timeout = WORKER_REPLAY_POLL_MS;
-		if (timeout < 0)
-			events &= ~WL_TIMEOUT;
 
-		rc = WaitLatchOrSocket(MyLatch, events,
-							   wc.sub != NULL ? TwoCacheRedisSocket(wc.sub) : PGINVALID_SOCKET,
-							   timeout, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
-		if ((rc & WL_SOCKET_READABLE) && wc.sub != NULL && !drain_subscription(&wc, true))
+		worker_wait(&worker_ww, &wc, timeout, &sub_ready, &sentinel_ready);
+		if (sub_ready && wc.sub != NULL && !drain_subscription(&wc, true))
 		{
 			ereport(LOG, (errmsg("twocache worker: lost the Redis subscription; reconnecting")));
 			disconnect(&wc);
 			next_connect = 0;
+		}
+		if (sentinel_ready && wc.sentinel != NULL && drain_sentinel(&wc))
+		{
+			char		err[512];
+			bool		changed;
+
+			/* ask again rather than trust the message alone */
+			if (!TwoCacheRedisDiscover(&changed, NULL, err, sizeof(err)))
+				state_error(err);
+			disconnect(&wc);
+			next_connect = 0;
+			backoff = WORKER_BACKOFF_MIN_MS;
 		}
 
 		MemoryContextSwitchTo(old);

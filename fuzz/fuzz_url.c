@@ -6,9 +6,12 @@
  * The input is the URL, as a C string in a buffer of exactly its size (so
  * ASan sees a read past the terminator).  A rejected URL must come with a
  * constant message, not a pointer into the URL (which may hold a password).
- * An accepted one must have fields within the parser's ranges, strings
- * terminated inside their buffers, and a canonical form that parses to the
- * same fields.  TwoCacheRedisUrlTarget must truncate to the buffer it is
+ * An accepted one, in any form of SPEC.md section 9 (redis[s]://, unix://,
+ * redis[s]-sentinel://, redis[s]-cluster://), must have fields within the
+ * parser's ranges, a topology and TLS that follow its scheme, 1 to
+ * TC_REDIS_MAX_HOSTS hosts (none for unix://), a master name for Sentinel
+ * alone, strings terminated inside their buffers, and a canonical form that
+ * parses to the same fields.  TwoCacheRedisUrlTarget must truncate to the buffer it is
  * given, whatever its size, and show nothing of the credentials.
  *
  *-------------------------------------------------------------------------
@@ -31,60 +34,167 @@ terminated(const char *s, size_t size)
 	return memchr(s, '\0', size) != NULL;
 }
 
+/* The scheme of an accepted URL: what it says of topology and TLS. */
+typedef struct UrlScheme
+{
+	const char *prefix;
+	TcRedisTopology topology;
+	bool		tls;
+	int			port;			/* the default */
+} UrlScheme;
+
+static const UrlScheme url_schemes[] = {
+	{"redis://", TC_TOPOLOGY_SINGLE, false, 6379},
+	{"rediss://", TC_TOPOLOGY_SINGLE, true, 6379},
+	{"redis-sentinel://", TC_TOPOLOGY_SENTINEL, false, 26379},
+	{"rediss-sentinel://", TC_TOPOLOGY_SENTINEL, true, 26379},
+	{"redis-cluster://", TC_TOPOLOGY_CLUSTER, false, 6379},
+	{"rediss-cluster://", TC_TOPOLOGY_CLUSTER, true, 6379},
+};
+
+static const UrlScheme *
+scheme_of_url(const char *url)
+{
+	size_t		i;
+
+	for (i = 0; i < lengthof(url_schemes); i++)
+		if (strncmp(url, url_schemes[i].prefix, strlen(url_schemes[i].prefix)) == 0)
+			return &url_schemes[i];
+	return NULL;
+}
+
+static const UrlScheme *
+scheme_of_fields(const TcRedisUrl *u)
+{
+	size_t		i;
+
+	for (i = 0; i < lengthof(url_schemes); i++)
+		if (url_schemes[i].topology == u->topology && url_schemes[i].tls == u->tls)
+			return &url_schemes[i];
+	FUZZ_CHECK(!"a scheme for the topology and TLS");
+	return NULL;
+}
+
+static bool
+all_zero(const void *p, size_t size)
+{
+	const unsigned char *b = p;
+	size_t		i;
+
+	for (i = 0; i < size; i++)
+		if (b[i] != 0)
+			return false;
+	return true;
+}
+
 /* The fields of an accepted URL. */
 static void
 check_fields(const char *url, const TcRedisUrl *u)
 {
-	FUZZ_CHECK(terminated(u->hosts[0].host, sizeof(u->hosts[0].host)));
+	const UrlScheme *scheme;
+	int			i;
+
 	FUZZ_CHECK(terminated(u->path, sizeof(u->path)));
 	FUZZ_CHECK(terminated(u->user, sizeof(u->user)));
 	FUZZ_CHECK(terminated(u->password, sizeof(u->password)));
+	FUZZ_CHECK(terminated(u->master_name, sizeof(u->master_name)));
+	FUZZ_CHECK(u->nhosts >= 0 && u->nhosts <= TC_REDIS_MAX_HOSTS);
+	/* the slots past the hosts stay as the parser's memset left them */
+	for (i = u->nhosts; i < TC_REDIS_MAX_HOSTS; i++)
+		FUZZ_CHECK(all_zero(&u->hosts[i], sizeof(u->hosts[i])));
 
 	if (u->unix_socket)
 	{
 		FUZZ_CHECK(strncmp(url, "unix://", 7) == 0);
+		FUZZ_CHECK(u->topology == TC_TOPOLOGY_SINGLE && !u->tls);
+		FUZZ_CHECK(u->nhosts == 0);
 		FUZZ_CHECK(u->path[0] == '/');
 		FUZZ_CHECK(strcmp(u->path, url + 7) == 0);
-		FUZZ_CHECK(u->hosts[0].host[0] == '\0');
+		FUZZ_CHECK(strchr(u->path, '#') == NULL);
 		FUZZ_CHECK(u->user[0] == '\0' && u->password[0] == '\0');
-		FUZZ_CHECK(u->hosts[0].port == 6379 && u->db == 0);
+		FUZZ_CHECK(u->db == 0 && u->master_name[0] == '\0');
 		return;
 	}
-	FUZZ_CHECK(strncmp(url, "redis://", 8) == 0);
-	FUZZ_CHECK(u->hosts[0].host[0] != '\0');
-	FUZZ_CHECK(strchr(u->hosts[0].host, '/') == NULL && strchr(u->hosts[0].host, '@') == NULL);
-	FUZZ_CHECK(u->hosts[0].port >= 1 && u->hosts[0].port <= 65535);
+	scheme = scheme_of_url(url);
+	FUZZ_CHECK(scheme != NULL);
+	FUZZ_CHECK(u->topology == scheme->topology && u->tls == scheme->tls);
+	FUZZ_CHECK(u->nhosts >= 1);
+	if (u->topology == TC_TOPOLOGY_SINGLE)
+		FUZZ_CHECK(u->nhosts == 1);
+	for (i = 0; i < u->nhosts; i++)
+	{
+		const char *h = u->hosts[i].host;
+
+		FUZZ_CHECK(terminated(h, sizeof(u->hosts[i].host)));
+		FUZZ_CHECK(h[0] != '\0');
+		FUZZ_CHECK(strpbrk(h, "/@#,") == NULL);
+		FUZZ_CHECK(h[0] != '[');
+		FUZZ_CHECK(u->hosts[i].port >= 1 && u->hosts[i].port <= 65535);
+		/* each host is spelled out in the URL */
+		FUZZ_CHECK(strstr(url, h) != NULL);
+	}
 	FUZZ_CHECK(u->db >= 0 && u->db <= 1000000);
-	FUZZ_CHECK(strchr(u->user, ':') == NULL && strchr(u->user, '/') == NULL);
-	FUZZ_CHECK(strchr(u->password, '/') == NULL);
+	if (u->topology == TC_TOPOLOGY_CLUSTER)
+		FUZZ_CHECK(u->db == 0);
+	FUZZ_CHECK(strpbrk(u->user, ":/#") == NULL);
+	FUZZ_CHECK(strpbrk(u->password, "/#") == NULL);
 	FUZZ_CHECK(u->path[0] == '\0');
+	if (u->topology == TC_TOPOLOGY_SENTINEL)
+	{
+		const char *m;
+
+		FUZZ_CHECK(u->master_name[0] != '\0');
+		for (m = u->master_name; *m != '\0'; m++)
+			FUZZ_CHECK(*m > ' ' && *m <= '~');
+		/* the master's name is the end of the URL, after its first '#' */
+		FUZZ_CHECK(strcmp(strchr(url, '#') + 1, u->master_name) == 0);
+	}
+	else
+	{
+		FUZZ_CHECK(strchr(url, '#') == NULL);
+		FUZZ_CHECK(all_zero(u->master_name, sizeof(u->master_name)));
+	}
 }
 
 /*
- * Write the URL back in canonical form (every part spelled out) and check
- * that it parses to the same fields: the parser memsets its output first,
- * so the structs compare bytewise.
+ * Write the URL back in canonical form (every part spelled out: the
+ * credentials when there are any, each host with its port, /db, #master)
+ * and check that it parses to the same fields: the parser memsets its
+ * output first, so the structs compare bytewise.
  */
 static void
 check_reparse(const TcRedisUrl *u)
 {
 	size_t		size = sizeof(TcRedisUrl) + 64;
 	char	   *url = malloc(size);
+	size_t		off;
 	TcRedisUrl	again;
 	const char *err = NULL;
+	int			i;
 
 	if (u->unix_socket)
 		snprintf(url, size, "unix://%s", u->path);
 	else
 	{
-		bool		bracket = strchr(u->hosts[0].host, ':') != NULL || u->hosts[0].host[0] == '[';
 		bool		creds = u->user[0] != '\0' || u->password[0] != '\0';
 
-		snprintf(url, size, "redis://%s%s%s%s%s%s%s:%d/%d",
-				 creds ? u->user : "", creds ? ":" : "",
-				 creds ? u->password : "", creds ? "@" : "",
-				 bracket ? "[" : "", u->hosts[0].host, bracket ? "]" : "",
-				 u->hosts[0].port, u->db);
+		off = snprintf(url, size, "%s%s%s%s%s", scheme_of_fields(u)->prefix,
+					   creds ? u->user : "", creds ? ":" : "",
+					   creds ? u->password : "", creds ? "@" : "");
+		for (i = 0; i < u->nhosts; i++)
+		{
+			bool		bracket = strchr(u->hosts[i].host, ':') != NULL;
+
+			off += snprintf(url + off, size - off, "%s%s%s%s:%d",
+							i > 0 ? "," : "",
+							bracket ? "[" : "", u->hosts[i].host, bracket ? "]" : "",
+							u->hosts[i].port);
+			FUZZ_CHECK(off < size);
+		}
+		off += snprintf(url + off, size - off, "/%d", u->db);
+		if (u->topology == TC_TOPOLOGY_SENTINEL)
+			off += snprintf(url + off, size - off, "#%s", u->master_name);
+		FUZZ_CHECK(off < size);
 	}
 	if (!TwoCacheParseRedisUrl(url, &again, &err))
 	{
@@ -136,10 +246,26 @@ check_target(const TcRedisUrl *u)
 
 	if (u->unix_socket)
 		snprintf(expected, size, "unix:%s", u->path);
-	else if (strchr(u->hosts[0].host, ':') != NULL)
-		snprintf(expected, size, "[%s]:%d", u->hosts[0].host, u->hosts[0].port);
 	else
-		snprintf(expected, size, "%s:%d", u->hosts[0].host, u->hosts[0].port);
+	{
+		size_t		off = 0;
+		int			h;
+
+		if (u->topology == TC_TOPOLOGY_SENTINEL)
+			off = snprintf(expected, size, "sentinel master \"%s\" via ", u->master_name);
+		else if (u->topology == TC_TOPOLOGY_CLUSTER)
+			off = snprintf(expected, size, "cluster via ");
+		for (h = 0; h < u->nhosts; h++)
+		{
+			bool		bracket = strchr(u->hosts[h].host, ':') != NULL;
+
+			off += snprintf(expected + off, size - off, "%s%s%s%s:%d",
+							h > 0 ? "," : "",
+							bracket ? "[" : "", u->hosts[h].host, bracket ? "]" : "",
+							u->hosts[h].port);
+			FUZZ_CHECK(off < size);
+		}
+	}
 	explen = strlen(expected);
 	sizes[7] = explen;			/* one byte short */
 	sizes[8] = explen + 1;		/* exactly enough */

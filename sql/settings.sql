@@ -115,6 +115,37 @@ ALTER SYSTEM SET twocache.instance_id = 'é';
 ALTER SYSTEM SET twocache.instance_id =
 	'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn';
 \echo :LAST_ERROR_SQLSTATE
+-- twocache.redis_url in the forms of SPEC section 9: a refused URL is never
+-- quoted (it may hold a password); an accepted one is taken out again before
+-- any reload could apply it
+ALTER SYSTEM SET twocache.redis_url = 'redis-sentinel://:pw@s1:26380,s2,[::1]/2#mymaster';
+\echo :SQLSTATE
+ALTER SYSTEM SET twocache.redis_url = 'rediss-cluster://:pw@[::1]:7000,[::1]:7001';
+\echo :SQLSTATE
+ALTER SYSTEM RESET twocache.redis_url;
+-- a sentinel URL without its master's name
+ALTER SYSTEM SET twocache.redis_url = 'redis-sentinel://:pw@s1,s2/0';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET twocache.redis_url = 'redis-sentinel://:pw@s1#my master';
+\echo :LAST_ERROR_SQLSTATE
+-- Redis Cluster has only database 0
+ALTER SYSTEM SET twocache.redis_url = 'redis-cluster://:pw@n1,n2/1';
+\echo :LAST_ERROR_SQLSTATE
+-- at most 16 hosts, none of them empty, and several only for Sentinel or Cluster
+ALTER SYSTEM SET twocache.redis_url =
+	'redis-cluster://n0,n1,n2,n3,n4,n5,n6,n7,n8,n9,n10,n11,n12,n13,n14,n15,n16';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET twocache.redis_url = 'redis-cluster://n1,,n2';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET twocache.redis_url = 'redis://:pw@h1,h2';
+\echo :LAST_ERROR_SQLSTATE
+-- a #fragment only names a Sentinel master
+ALTER SYSTEM SET twocache.redis_url = 'redis://:pw@host:6379/0#x';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET twocache.redis_url = 'redis-cluster://:pw@n1#x';
+\echo :LAST_ERROR_SQLSTATE
+-- nothing of it was left in the configuration
+SELECT count(*) FROM pg_file_settings WHERE name = 'twocache.redis_url';
 
 -- the twocache prefix is reserved: unknown names are errors, not
 -- placeholders

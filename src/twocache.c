@@ -98,7 +98,7 @@ check_redis_url(char **newval, void **extra pg_attribute_unused(),
 		/* never echo the value: it may hold a password */
 		GUC_check_errmsg("invalid value for parameter \"twocache.redis_url\"");
 		GUC_check_errdetail("%s.", err);
-		GUC_check_errhint("Use redis://[:password@]host[:port][/db] or unix:///path.");
+		GUC_check_errhint("Use redis[s]://[[user]:password@]host[:port][/db], unix:///path, redis[s]-sentinel://host[:port][,...][/db]#master or redis[s]-cluster://host[:port][,...].");
 		return false;
 	}
 	return true;

@@ -47,6 +47,10 @@ if [ "$(id -u)" = 0 ] && [ -z "${TWOCACHE_TEST_CHILD:-}" ]; then
 	exit $rc
 fi
 
+# One directory of port locks for every run on this machine, so that runs
+# in parallel (other checkouts) never pick the same free port.
+export PG_TEST_PORT_DIR=${PG_TEST_PORT_DIR:-/tmp/twocache-test-ports}
+
 bindir=$("$PG_CONFIG" --bindir)
 pgxs=$(cd "$(dirname "$("$PG_CONFIG" --pgxs)")/../.." && pwd)
 pg_regress="$pgxs/src/test/regress/pg_regress"

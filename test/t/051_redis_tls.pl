@@ -67,7 +67,7 @@ is($node1->safe_psql('postgres', q{SELECT twocache_del('k')}), 't', 'node1 delet
 ok(poll($node2, not_in_l1_sql('k')), "node2's worker gets the invalidation over TLS");
 my $clients = $redis->cli('CLIENT', 'LIST');
 like($clients, qr/name=twocache:[^ ]*:subscriber:/, 'the TLS subscription names itself');
-like($clients, qr/name=twocache:[^ ]*:backend:/, 'so do the TLS backend connections');
+like($clients, qr/name=twocache:[^ ]*:worker:/, "so does the worker's command connection");
 is( $node1->safe_psql(
 		'postgres', q{SELECT redis_connected AND subscribed FROM twocache_status()}),
 	't', 'node1 connected and subscribed');
@@ -91,7 +91,6 @@ ok(poll($node2, 'SELECT subscribed FROM twocache_status()'),
 # ---------------------------------------------------------------------
 
 my $errors = counter($node1, 'redis_errors');
-$node1->safe_psql('postgres', q{SELECT twocache_local_set('local', 'still here')});
 set_conf($node1, redis_tls_ca_file => $redis->wrong_ca_file);
 ok( poll(
 		$node1, q{SELECT NOT subscribed AND last_error ~ 'certificate verify failed'
@@ -100,6 +99,7 @@ ok( poll(
 like($node1->safe_psql('postgres', 'SELECT last_error FROM twocache_status()'),
 	qr/could not connect to Redis at 127\.0\.0\.1:$port: TLS handshake failed/,
 	'last_error names the node and the handshake');
+$node1->safe_psql('postgres', q{SELECT twocache_local_set('local', 'still here')});
 my ($ret, $out, $err) = $node1->psql('postgres', q{SELECT twocache_get('absent') IS NULL});
 is($ret . $out, '0t', 'reads still answer (a miss) with a wrong CA');
 is($node1->safe_psql('postgres', q{SELECT twocache_get('local')}), 'still here',

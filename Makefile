@@ -31,7 +31,7 @@ OBJS = \
 	src/funcs.o
 
 DATA = sql/twocache--1.0.sql sql/twocache--1.1.sql sql/twocache--1.0--1.1.sql sql/twocache--1.1--1.2.sql \
-	sql/twocache--1.2.sql
+	sql/twocache--1.2.sql sql/twocache--1.2--1.3.sql sql/twocache--1.3.sql
 PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
 
 # pg_regress topics, for "make installcheck" against a server that preloads

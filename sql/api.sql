@@ -170,9 +170,11 @@ SELECT twocache_local_del('api:e2');
 SELECT key, list, pos, value_bytes, expires_at, negative FROM twocache_entries();
 SELECT twocache_flush_local();
 
--- twocache_status in local mode: the worker runs, without connections
+-- twocache_status in local mode: the worker runs, without connections, so
+-- with no Redis node and no role
 SELECT mode, length(instance_id) > 0 AS has_instance_id, worker_pid > 0 AS worker_runs,
-       redis_connected, subscribed, reconnects, last_error, last_error_at
+       redis_connected, subscribed, reconnects, last_error, last_error_at,
+       redis_node IS NULL AS no_node, redis_role IS NULL AS no_role
 FROM twocache_status();
 
 -- keys are per database (twocache.scope = database): another database of the

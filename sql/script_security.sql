@@ -1,6 +1,6 @@
 --
--- script_security: CREATE EXTENSION, ALTER EXTENSION UPDATE (from 1.0 and
--- from 1.1), twocache_track and twocache_untrack run none of the functions
+-- script_security: CREATE EXTENSION, ALTER EXTENSION UPDATE (from 1.0, 1.1
+-- and 1.2), twocache_track and twocache_untrack run none of the functions
 -- and operators that another role planted in the extension's schema
 -- (CVE-2018-1058; PostgreSQL's "Security Considerations for Extension
 -- Scripts").  Each planted object logs that it ran and tries to make its
@@ -168,8 +168,8 @@ SELECT extversion FROM pg_extension WHERE extname OPERATOR(pg_catalog.=) 'twocac
 SELECT * FROM regress_attack_fired;
 
 --
--- 1.0, then ALTER EXTENSION UPDATE through 1.0--1.1 and 1.1--1.2, with
--- grants to copy (so the copying loops run)
+-- 1.0, then ALTER EXTENSION UPDATE through 1.0--1.1, 1.1--1.2 and
+-- 1.2--1.3, with grants to copy (so the copying loops run)
 --
 DROP EXTENSION twocache;
 CREATE EXTENSION twocache VERSION '1.0';
@@ -191,7 +191,8 @@ SELECT has_function_privilege('regress_attack_app', 'twocache_get(text)',
 	   has_function_privilege('public', 'twocache_get(text)', 'EXECUTE') AS public_lookup;
 
 --
--- 1.1 (the flat twocache--1.1.sql), then ALTER EXTENSION UPDATE through 1.1--1.2
+-- 1.1 (the flat twocache--1.1.sql), then ALTER EXTENSION UPDATE through
+-- 1.1--1.2 and 1.2--1.3
 --
 DROP EXTENSION twocache;
 CREATE EXTENSION twocache VERSION '1.1';
@@ -205,6 +206,22 @@ SELECT has_function_privilege('regress_attack_app', 'twocache_get(text)', 'EXECU
 							  'EXECUTE') AS app_fill,
 	   has_function_privilege('public', 'twocache_get(text, text, interval, text[])',
 							  'EXECUTE') AS public_fill;
+
+--
+-- 1.2 (the flat twocache--1.2.sql), then ALTER EXTENSION UPDATE through
+-- 1.2--1.3, with privileges on twocache_status to copy, PUBLIC's revoked
+--
+DROP EXTENSION twocache;
+CREATE EXTENSION twocache VERSION '1.2';
+SELECT * FROM regress_attack_fired;
+REVOKE EXECUTE ON FUNCTION twocache_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION twocache_status() TO regress_attack_app WITH GRANT OPTION;
+ALTER EXTENSION twocache UPDATE;
+SELECT extversion FROM pg_extension WHERE extname OPERATOR(pg_catalog.=) 'twocache'::name;
+SELECT * FROM regress_attack_fired;
+SELECT has_function_privilege('regress_attack_app', 'twocache_status()',
+							  'EXECUTE WITH GRANT OPTION') AS app_status,
+	   has_function_privilege('public', 'twocache_status()', 'EXECUTE') AS public_status;
 
 --
 -- twocache_track and twocache_untrack, called by a superuser
@@ -223,7 +240,7 @@ WHERE tgrelid OPERATOR(pg_catalog.=) 'public.regress_attack_t'::regclass::oid;
 SELECT * FROM regress_attack_fired;
 
 --
--- clean up: the planted objects, the grant, the roles; a fresh 1.2
+-- clean up: the planted objects, the grant, the roles; a fresh 1.3
 --
 DROP TABLE public.regress_attack_t;
 DROP VIEW regress_attack_fired;

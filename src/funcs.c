@@ -52,7 +52,10 @@ PG_FUNCTION_INFO_V1(twocache_invalidate_tag);
 PG_FUNCTION_INFO_V1(twocache_invalidate_trigger);
 
 #define STATS_COLS		(TC_NUM_COUNTERS + 11)
-#define STATUS_COLS		10
+/* twocache_status(): the columns of 1.0 to 1.2, and of 1.3 (the Redis node) */
+#define STATUS_COLS_V1_0	10
+#define STATUS_COLS_V1_3	12
+#define STATUS_COLS			STATUS_COLS_V1_3
 #define ENTRIES_COLS	6
 
 static const char *const list_names[ARC_NLISTS] = {"T1", "T2", "B1", "B2"};
@@ -658,7 +661,12 @@ twocache_stats_reset(PG_FUNCTION_ARGS)
 }
 
 /*
- * twocache_status() returns record: mode, instance and Redis state.
+ * twocache_status() returns record: mode, instance and Redis state, and from
+ * 1.3 the Redis node the worker uses and its role.
+ *
+ * The row has the columns the installed SQL declares, as in
+ * pg_stat_statements: this library also serves a database whose extension
+ * is still at 1.0, 1.1 or 1.2 (ten columns), until ALTER EXTENSION UPDATE.
  */
 Datum
 twocache_status(PG_FUNCTION_ARGS)
@@ -671,6 +679,8 @@ twocache_status(PG_FUNCTION_ARGS)
 	TwoCacheRequireShmem();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts != STATUS_COLS_V1_0 && tupdesc->natts != STATUS_COLS_V1_3)
+		elog(ERROR, "incorrect number of output arguments");
 
 	SpinLockAcquire(&twocache_shared->worker.mutex);
 	w = twocache_shared->worker;
@@ -689,6 +699,17 @@ twocache_status(PG_FUNCTION_ARGS)
 	values[8] = TimestampTzGetDatum(w.last_error_at);
 	isnull[8] = (w.last_error_at == 0);
 	values[9] = Int64GetDatum(w.deferred);
+
+	if (tupdesc->natts >= STATUS_COLS_V1_3)
+	{
+		/* a node only while the worker's connection is up, never in local mode */
+		bool		have_node = TwoCacheRedisEnabled() && w.connected && w.node[0] != '\0';
+
+		values[10] = CStringGetTextDatum(w.node);
+		isnull[10] = !have_node;
+		values[11] = CStringGetTextDatum(w.node_role);
+		isnull[11] = !have_node || w.node_role[0] == '\0';
+	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, isnull)));
 }

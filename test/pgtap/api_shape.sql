@@ -1,9 +1,9 @@
--- The SQL surface of twocache 1.2 (SPEC sections 2 and 2a, and tags): every
+-- The SQL surface of twocache 1.3 (SPEC sections 2 and 2a, and tags): every
 -- function with its exact argument types, return type, volatility and
 -- language; the stats view and its columns.  twocache_get has two forms: the
 -- lookup (key alone) and the fill (fetch_query without a default).
 BEGIN;
-SELECT plan(94);
+SELECT plan(95);
 
 SELECT has_extension('twocache');
 
@@ -103,7 +103,7 @@ SELECT is(pg_get_function_result('twocache_entries()'::regprocedure),
 SELECT is(pg_get_function_result('twocache_status()'::regprocedure),
 	'record', 'twocache_status returns a record');
 SELECT is(pg_get_function_arguments('twocache_status()'::regprocedure),
-	'OUT mode text, OUT instance_id text, OUT worker_pid integer, OUT redis_connected boolean, OUT subscribed boolean, OUT reconnects bigint, OUT local_flushes bigint, OUT last_error text, OUT last_error_at timestamp with time zone, OUT deferred_invalidations bigint',
+	'OUT mode text, OUT instance_id text, OUT worker_pid integer, OUT redis_connected boolean, OUT subscribed boolean, OUT reconnects bigint, OUT local_flushes bigint, OUT last_error text, OUT last_error_at timestamp with time zone, OUT deferred_invalidations bigint, OUT redis_node text, OUT redis_role text',
 	'twocache_status columns');
 
 -- volatility: everything reads or changes shared state
@@ -183,6 +183,8 @@ SELECT is(
 								EXCEPT SELECT * FROM twocache_stats()) d),
 	0, 'the view shows what twocache_stats() returns');
 SELECT is((SELECT mode FROM twocache_status()), 'local', 'local mode without a Redis URL');
+SELECT ok((SELECT redis_node IS NULL AND redis_role IS NULL FROM twocache_status()),
+	'no Redis node and no role in local mode');
 
 SELECT * FROM finish();
 ROLLBACK;

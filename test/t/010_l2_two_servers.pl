@@ -68,6 +68,9 @@ FROM twocache_status()}),
 		'two-layer|t|t|0|t|t',
 		"$name: two-layer mode, connected, subscribed, no reconnect yet, "
 		  . "L1 flushed at the first subscribe, worker_pid is the worker");
+	is($node->safe_psql('postgres', 'SELECT redis_node, redis_role FROM twocache_status()'),
+		$redis->host . ':' . $redis->port . '|master',
+		"$name: twocache_status shows the Redis node in use and its role");
 }
 is($node1->safe_psql('postgres', 'SELECT instance_id FROM twocache_status()'),
 	'node-one', 'node1: instance_id as configured');
@@ -567,6 +570,8 @@ foreach my $node ($node3, $node4)
 	ok(poll($node, 'SELECT subscribed AND redis_connected FROM twocache_status()'),
 		$node->name . ': subscribed');
 }
+is($node3->safe_psql('postgres', 'SELECT redis_node, redis_role FROM twocache_status()'),
+	'unix:' . $redis->socket_path . '|master', 'node3 (unix socket): the node is the socket');
 is($node3->safe_psql('postgres', q{SELECT twocache_set('ux', 'u')}), 't', 'node3 (unix socket): set');
 is($redis->cli('GET', 'db:postgres:ux'), 'vu', 'node3 (unix socket): the set reached Redis');
 is($node4->safe_psql('postgres', q{SELECT twocache_set('d3', 'd')}), 't', 'node4 (/3): set');

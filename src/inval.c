@@ -253,18 +253,27 @@ exec(TcRedisConn *conn, int n, TcRedisCommand *cmds, TcRedisReply **replies,
 
 /*
  * Redis refused a step (errbuf says how): an error like a dropped
- * connection, counted in redis_errors.  On the backend's connection that
- * also starts the retry interval; the worker records the error itself.
+ * connection.  An error reply was counted in redis_errors by the exchange
+ * (TwoCacheRedisExec); an unexpected reply is counted here.  On the
+ * backend's connection that also starts the retry interval; the worker
+ * records the error itself.
  */
 static void
 refused(TcRedisConn *conn, const TcRedisReply *reply, const char *what,
 		char *errbuf, size_t errlen)
 {
+	bool		error_reply = reply != NULL && reply->type == TC_REPLY_ERROR;
+
 	snprintf(errbuf, errlen, "Redis refused %s: %s", what,
-			 reply != NULL && reply->type == TC_REPLY_ERROR ? reply->str : "unexpected reply");
+			 error_reply ? reply->str : "unexpected reply");
 	if (conn == NULL)
-		TwoCacheRedisBackendFailed(errbuf);
-	else
+	{
+		if (error_reply)
+			TwoCacheRedisBackendRefused(errbuf);
+		else
+			TwoCacheRedisBackendFailed(errbuf);
+	}
+	else if (!error_reply)
 		TwoCacheCount(TC_REDIS_ERRORS, 1);
 }
 

@@ -1223,7 +1223,30 @@ TwoCacheRedisConnectNode(const TcRedisNodeOpts *opts, int timeout_ms,
 	return conn_connect(opts, timeout_ms, errbuf, errlen);
 }
 
-/* Run a pipeline on c within timeout_ms (see conn_exec). */
+/*
+ * Record a Redis error of this server in twocache_status().last_error (the
+ * worker's or any backend's, whichever came last), and count it in
+ * redis_errors if count.
+ */
+void
+TwoCacheRedisRecordError(const char *err, bool count)
+{
+	TwoCacheWorkerState *w = &twocache_shared->worker;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (count)
+		TwoCacheCount(TC_REDIS_ERRORS, 1);
+	SpinLockAcquire(&w->mutex);
+	strlcpy(w->last_error, err, sizeof(w->last_error));
+	w->last_error_at = now;
+	SpinLockRelease(&w->mutex);
+}
+
+/*
+ * Run a pipeline on c within timeout_ms (see conn_exec).  Every error reply
+ * in it (READONLY, OOM, NOAUTH, BUSY, ...) is counted in redis_errors and
+ * shown in last_error, whatever the caller makes of it.
+ */
 bool
 TwoCacheRedisExec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
 				  TcRedisReply **replies, int timeout_ms,
@@ -1231,9 +1254,26 @@ TwoCacheRedisExec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   timeout_ms);
+	int			i;
 
-	return conn_exec(c, ncmds, cmds, (redisReply **) replies, deadline,
-					 errbuf, errlen);
+	if (!conn_exec(c, ncmds, cmds, (redisReply **) replies, deadline,
+				   errbuf, errlen))
+		return false;
+	for (i = 0; i < ncmds; i++)
+	{
+		if (replies[i]->type == TC_REPLY_ERROR)
+		{
+			char		err[256];
+
+			snprintf(err, sizeof(err), "Redis at %s refused %.*s: %s", c->target,
+					 (int) Min(cmds[i].argc > TC_REDIS_MAX_ARGS ? cmds[i].xargvlen[0] :
+							   cmds[i].argvlen[0], 32),
+					 cmds[i].argc > TC_REDIS_MAX_ARGS ? cmds[i].xargv[0] : cmds[i].argv[0],
+					 replies[i]->str);
+			TwoCacheRedisRecordError(err, true);
+		}
+	}
+	return true;
 }
 
 void

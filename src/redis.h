@@ -122,6 +122,7 @@ extern bool TwoCacheRedisExec(TcRedisConn *c, int ncmds, const TcRedisCommand *c
 							  TcRedisReply **replies, int timeout_ms,
 							  char *errbuf, size_t errlen);
 extern void TwoCacheRedisFreeReplies(int n, TcRedisReply **replies);
+extern void TwoCacheRedisRecordError(const char *err, bool count);
 extern void TwoCacheRedisFree(TcRedisConn *c);
 extern pgsocket TwoCacheRedisSocket(TcRedisConn *c);
 extern const char *TwoCacheRedisTarget(TcRedisConn *c);
@@ -139,6 +140,7 @@ extern TcRedisConn *TwoCacheRedisBackendConn(char *errbuf, size_t errlen);
 extern bool TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
 									 TcRedisReply **replies, char *errbuf, size_t errlen);
 extern void TwoCacheRedisBackendFailed(const char *err);
+extern void TwoCacheRedisBackendRefused(const char *err);
 extern bool TwoCacheRedisDiscover(bool *changed, int *which, char *errbuf, size_t errlen);
 extern void TwoCacheRedisRequestDiscovery(void);
 extern bool TwoCacheRedisDiscoveryRequested(void);

@@ -195,6 +195,7 @@ sentinel_ask(const TcRedisUrl *u, TimestampTz deadline, TcRedisHost *master,
 		if (c == NULL)
 		{
 			snprintf(errbuf, errlen, "Sentinel: %s", why);
+			TwoCacheCount(TC_REDIS_ERRORS, 1);
 			continue;
 		}
 		TwoCacheRedisCommand(&cmd, "SENTINEL");
@@ -233,14 +234,14 @@ sentinel_ask(const TcRedisUrl *u, TimestampTz deadline, TcRedisHost *master,
 					 reply->type == TC_REPLY_ERROR ? reply->str : "");
 			ok = false;
 		}
+		/* an error reply was counted by the exchange */
+		if (!ok && (reply == NULL || reply->type != TC_REPLY_ERROR))
+			TwoCacheCount(TC_REDIS_ERRORS, 1);
 		if (reply != NULL)
 			TwoCacheRedisFreeReplies(1, &reply);
 		TwoCacheRedisFree(c);
 		if (!ok)
-		{
-			TwoCacheCount(TC_REDIS_ERRORS, 1);
 			continue;
-		}
 		sentinel_first = s;
 		if (which != NULL)
 			*which = s;
@@ -460,34 +461,42 @@ drop_backend_conn(void)
 }
 
 /*
- * Record a failure of the backend's connection: drop it, count it, and
- * skip Redis for twocache.redis_retry_interval plus a random part of up to
- * a quarter of it (so that backends that failed together come back apart).
- * A refusal by a replica (READONLY) also asks for discovery.
+ * A failure of the backend's connection: drop it, and skip Redis for
+ * twocache.redis_retry_interval plus a random part of up to a quarter of
+ * it (so that backends that failed together come back apart); record it in
+ * last_error, and count it in redis_errors unless it was an error reply
+ * (TwoCacheRedisExec counted that already).  A refusal by a replica
+ * (READONLY) also asks for discovery.
  */
-void
-TwoCacheRedisBackendFailed(const char *err)
+static void
+backend_failed(const char *err, bool count)
 {
 	int			skip = twocache_redis_retry_interval +
 		(int) pg_prng_uint64_range(&pg_global_prng_state, 0,
 								   twocache_redis_retry_interval / 4);
-	TwoCacheWorkerState *w = &twocache_shared->worker;
-	TimestampTz now = GetCurrentTimestamp();
 
 	drop_backend_conn();
-	TwoCacheCount(TC_REDIS_ERRORS, 1);
-	backend_skip_until = TimestampTzPlusMilliseconds(now, skip);
+	backend_skip_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), skip);
 	if (strstr(err, "READONLY") != NULL)
 		TwoCacheRedisRequestDiscovery();
-
-	/* twocache_status().last_error: the last Redis error of this server */
-	SpinLockAcquire(&w->mutex);
-	strlcpy(w->last_error, err, sizeof(w->last_error));
-	w->last_error_at = now;
-	SpinLockRelease(&w->mutex);
+	TwoCacheRedisRecordError(err, count);
 	ereport(DEBUG1,
 			(errmsg_internal("twocache: Redis unavailable for %d ms: %s",
 							 skip, err)));
+}
+
+/* The backend's connection failed (a timeout, a lost connection, ...). */
+void
+TwoCacheRedisBackendFailed(const char *err)
+{
+	backend_failed(err, true);
+}
+
+/* Redis answered the backend's command with an error reply. */
+void
+TwoCacheRedisBackendRefused(const char *err)
+{
+	backend_failed(err, false);
 }
 
 /*

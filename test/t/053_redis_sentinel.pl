@@ -55,7 +55,7 @@ is(node_in_use($node2), '127.0.0.1:' . $a->port . ' master', 'node2 uses the mas
 # A load on both servers for the whole test
 # ---------------------------------------------------------------------
 
-$node1->safe_psql('postgres', 'CREATE TABLE stop_load ()');
+$_->safe_psql('postgres', 'CREATE TABLE stop_load ()') foreach ($node1, $node2);
 my @load;
 foreach my $node ($node1, $node2)
 {
@@ -189,7 +189,7 @@ like($master->cli('GET', 'db:postgres:k'), qr/last/, 'on the master');
 # The load ran through it all
 # ---------------------------------------------------------------------
 
-$node1->safe_psql('postgres', 'INSERT INTO stop_load DEFAULT VALUES');
+$_->safe_psql('postgres', 'INSERT INTO stop_load DEFAULT VALUES') foreach ($node1, $node2);
 foreach my $bg (@load)
 {
 	$bg->{run}->pump until $bg->{stdout} =~ /load done/;

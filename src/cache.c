@@ -466,7 +466,7 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 		{
 			/* where the fill starts for Redis's fences; 0 if unknown */
 			if (TwoCacheRedisEnabled())
-				(void) L2Time(&start_us);
+				(void) L2Time(key, &start_us);
 			TwoCacheCount(TC_FETCHES, 1);
 			fetching = true;
 			TwoCacheRunFetch(query, key, &fr);

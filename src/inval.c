@@ -277,12 +277,18 @@ refused(TcRedisConn *conn, const TcRedisReply *reply, const char *what,
 		TwoCacheCount(TC_REDIS_ERRORS, 1);
 }
 
+/*
+ * PUBLISH the message of item: in a cluster, on the master of its key (or
+ * tag set), after the change there (redis_cluster.c).
+ */
 static void
 add_publish(TcRedisCommand *cmd, const char *channel, const InvalItem *item)
 {
 	TwoCacheRedisCommand(cmd, "PUBLISH");
 	TwoCacheRedisArg(cmd, channel, strlen(channel));
 	TwoCacheRedisArg(cmd, item->msg, item->msglen);
+	cmd->route_key = item->rkey;
+	cmd->route_len = item->rkeylen;
 }
 
 /*

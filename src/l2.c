@@ -27,8 +27,11 @@
  * before its fetch (L2Time), and its write (L2Fill, one script) is refused
  * if a delete of a key of its stripe or an invalidation of one of its tags
  * happened since, on any server: deletes and tag invalidations (inval.c)
- * set those fences, <key_prefix>fence:<stripe> and
- * <key_prefix>tagfence:..., to Redis's clock.
+ * set those fences, <key_prefix>fence:{<tag of the stripe>} and
+ * <key_prefix>tagfence:..., to Redis's clock.  A key's stripe is its Redis
+ * Cluster slot, and its fence is in that slot too (L2DeleteFenceName), so
+ * that in a cluster the clock, the key and its fence are all on the key's
+ * master.
  *
  * Every function here returns false when Redis is unavailable or failed
  * (redis.c then skips Redis for twocache.redis_retry_interval); none raises
@@ -292,22 +295,26 @@ L2ScopeNames(const ArcKey *key, const char **dbname, const char **rolename)
 
 /*
  * Fill fences (see fill_script): the time of the last delete of a key of
- * each of L2_FENCE_STRIPES stripes, <prefix>fence:<stripe>, the stripe
- * chosen by an FNV-1a hash of the key's Redis name (the same on every
- * server), and the time of the last invalidation of each tag,
- * <prefix>tagfence:db:<database name>:<tag> (or tagfence:cluster:<tag>),
- * kept L2_TAG_FENCE_TTL.
+ * each of L2_FENCE_STRIPES stripes, and the time of the last invalidation
+ * of each tag, <prefix>tagfence:db:<database name>:<tag> (or
+ * tagfence:cluster:<tag>), kept L2_TAG_FENCE_TTL.
+ *
+ * A key's stripe is its Redis Cluster slot (CRC16 of its Redis name, or of
+ * its hash tag: the same on every server, clustered or not), and the
+ * stripe's fence is <prefix>fence:{<t>}, where <t> is the short string of
+ * redis_cluster.c's table whose slot is that slot: so a key and its fence
+ * are in one slot, and the delete and fill scripts, which touch both, run
+ * on one node of a cluster.  (A key_prefix with a '{' but no non-empty
+ * {...} in it would defeat that; one with a non-empty {...} puts every key
+ * and fence in the slot of that tag, which keeps them together.)
  */
 char *
 L2DeleteFenceName(const char *rkey, size_t rkeylen, size_t *len)
 {
-	uint32		h = 2166136261u;
-	size_t		i;
+	int			slot = TwoCacheClusterKeySlot(rkey, rkeylen);
 	char	   *name;
 
-	for (i = 0; i < rkeylen; i++)
-		h = (h ^ (unsigned char) rkey[i]) * 16777619u;
-	name = psprintf("%sfence:%u", twocache_key_prefix, h % L2_FENCE_STRIPES);
+	name = psprintf("%sfence:{%s}", twocache_key_prefix, TwoCacheClusterSlotTag(slot));
 	*len = strlen(name);
 	return name;
 }
@@ -523,12 +530,19 @@ l2_decode(const char *s, size_t len, L2Entry *e)
 	return true;
 }
 
+/*
+ * PUBLISH msg, the message of the change of the Redis key rkey: in a
+ * cluster, on rkey's master, after the change (redis_cluster.c).
+ */
 static void
-cmd_add_publish(TcRedisCommand *cmd, const char *msg, int msglen)
+cmd_add_publish(TcRedisCommand *cmd, const char *msg, int msglen,
+				const char *rkey, size_t rklen)
 {
 	TwoCacheRedisCommand(cmd, "PUBLISH");
 	TwoCacheRedisArg(cmd, twocache_channel, strlen(twocache_channel));
 	TwoCacheRedisArg(cmd, msg, msglen);
+	cmd->route_key = rkey;
+	cmd->route_len = rklen;
 }
 
 static bool
@@ -633,22 +647,27 @@ L2Get(int n, const ArcKey *keys, L2Entry *out)
 }
 
 /*
- * Redis's clock, in microseconds, into *now_us: where a fill that is about
- * to fetch starts (see fill_script).  Read after the fill's L2 miss, before
- * its fetch takes its snapshot: a delete before then happened before the
- * snapshot too, so only later ones must refuse the fill.  Returns false if
- * Redis is unavailable or failed.
+ * Redis's clock, in microseconds, into *now_us: where a fill of key that is
+ * about to fetch starts (see fill_script).  Read after the fill's L2 miss,
+ * before its fetch takes its snapshot: a delete before then happened before
+ * the snapshot too, so only later ones must refuse the fill.  In a cluster
+ * it is the clock of key's master, which the delete script reads too.
+ * Returns false if Redis is unavailable or failed.
  */
 bool
-L2Time(uint64 *now_us)
+L2Time(const ArcKey *key, uint64 *now_us)
 {
 	TcRedisCommand cmd;
 	TcRedisReply *reply = NULL;
 	char		err[512];
+	size_t		rklen;
+	char	   *rkey = l2_key(key, &rklen);
 	bool		ok;
 
 	*now_us = 0;
 	TwoCacheRedisCommand(&cmd, "TIME");
+	cmd.route_key = rkey;
+	cmd.route_len = rklen;
 	if (!TwoCacheRedisBackendExec(1, &cmd, &reply, err, sizeof(err)))
 		return false;
 	ok = reply->type == TC_REPLY_ARRAY && reply->elements == 2 &&
@@ -823,7 +842,7 @@ L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 			TwoCacheRedisArg(&cmds[0], "PX", 2);
 			TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
 		}
-		cmd_add_publish(&cmds[1], msg, msglen);
+		cmd_add_publish(&cmds[1], msg, msglen, rkey, rklen);
 		(void) tag_add_cmds(&cmds[2], key, rkey, rklen, tags, ttlbuf);
 		if (!TwoCacheRedisBackendExec(2 + ntags, cmds, replies, errbuf, errlen))
 			return false;

@@ -10,10 +10,14 @@
 
 #include "access/xlogdefs.h"
 #include "message.h"
+#include "redis.h"
 #include "twocache.h"
 
-/* Fill fences (l2.c): delete stripes, and how long a tag's fence lasts */
-#define L2_FENCE_STRIPES	4096
+/*
+ * Fill fences (l2.c): delete stripes (one per Redis Cluster slot, so that a
+ * key and its fence share a slot), and how long a tag's fence lasts
+ */
+#define L2_FENCE_STRIPES	TC_CLUSTER_SLOTS
 #define L2_TAG_FENCE_TTL	"86400000"	/* ms: a day */
 
 /* One key read from L2 */
@@ -31,7 +35,7 @@ typedef struct L2Entry
 } L2Entry;
 
 extern bool L2Get(int n, const ArcKey *keys, L2Entry *out);
-extern bool L2Time(uint64 *now_us);
+extern bool L2Time(const ArcKey *key, uint64 *now_us);
 extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
 extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
 				   bool negative, const ArcTags *tags, int64 ttl_ms,

@@ -50,6 +50,14 @@
  * per process and again when a twocache.redis_tls_* setting changes; a
  * passphrase-protected key is refused rather than prompted for.
  *
+ * A connection to a Redis Cluster is a TcRedisConn too, with no socket of
+ * its own: it points to a TcRedisCluster (redis_cluster.c), to which
+ * TwoCacheRedisExec, TwoCacheRedisFree, TwoCacheRedisTarget and
+ * TwoCacheRedisRole go; it holds single-node connections to the masters,
+ * driven through TwoCacheRedisSend and TwoCacheRedisReceive (every group of
+ * a pipeline sent before any is read).  Only a subscription waits on a
+ * socket, and it is on one node (TwoCacheRedisConnectSubscriber).
+ *
  * This is the only file that includes hiredis or OpenSSL: the rest of
  * twocache sees a TcRedisConn (opaque) and TcRedisReply (hiredis's
  * redisReply, the same layout, checked at compile time) through redis.h.
@@ -116,6 +124,8 @@ struct TcRedisConn
 	size_t		outcap;
 	char		target[TC_REDIS_TARGET_LEN];	/* host:port, for messages */
 	char		role[16];		/* first element of ROLE, if asked; else "" */
+	TcRedisCluster *cluster;	/* set: a Redis Cluster (redis_cluster.c),
+								 * and nothing above is used */
 };
 
 /* ----------------------------------------------------------------
@@ -624,6 +634,15 @@ conn_free(TcRedisConn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->cluster != NULL)
+	{
+		/* no descriptor of its own: its nodes' connections have them */
+		TcRedisCluster *cl = c->cluster;
+
+		pfree(c);
+		TwoCacheClusterFree(cl);
+		return;
+	}
 	if (c->fd != PGINVALID_SOCKET && c->fd == wait_set_fd)
 		drop_wait_set();
 	if (c->ssl != NULL)
@@ -858,28 +877,31 @@ free_replies(int n, redisReply **replies)
 	}
 }
 
-/*
- * Send ncmds commands in one pipeline and read their replies into
- * replies[], all by deadline.  On failure frees what it read, sets errbuf
- * and returns false: replies may still be in flight, so the caller must
- * drop the connection (and must drop it too if this raises an ERROR, as a
- * cancel while waiting does; what was read is freed then too).
- */
+/* Queue ncmds commands and send them, by deadline. */
 static bool
-conn_exec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
-		  redisReply **replies, TimestampTz deadline,
-		  char *errbuf, size_t errlen)
+conn_send(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
+		  TimestampTz deadline, char *errbuf, size_t errlen)
 {
-	volatile int got = 0;
 	int			i;
-	bool		ok;
 
 	c->outlen = 0;
 	for (i = 0; i < ncmds; i++)
 		if (!conn_append(c, &cmds[i], errbuf, errlen))
 			return false;
-	if (!conn_flush(c, deadline, errbuf, errlen))
-		return false;
+	return conn_flush(c, deadline, errbuf, errlen);
+}
+
+/*
+ * Read the replies of ncmds commands sent into replies[], by deadline.  On
+ * failure frees what it read, and on an ERROR too (re-thrown).
+ */
+static bool
+conn_receive(TcRedisConn *c, int ncmds, redisReply **replies,
+			 TimestampTz deadline, char *errbuf, size_t errlen)
+{
+	volatile int got = 0;
+	int			i;
+	bool		ok;
 
 	PG_TRY();
 	{
@@ -900,6 +922,22 @@ conn_exec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
 		return false;
 	}
 	return true;
+}
+
+/*
+ * Send ncmds commands in one pipeline and read their replies into
+ * replies[], all by deadline.  On failure frees what it read, sets errbuf
+ * and returns false: replies may still be in flight, so the caller must
+ * drop the connection (and must drop it too if this raises an ERROR, as a
+ * cancel while waiting does; what was read is freed then too).
+ */
+static bool
+conn_exec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
+		  redisReply **replies, TimestampTz deadline,
+		  char *errbuf, size_t errlen)
+{
+	return conn_send(c, ncmds, cmds, deadline, errbuf, errlen) &&
+		conn_receive(c, ncmds, replies, deadline, errbuf, errlen);
 }
 
 /*
@@ -1252,12 +1290,20 @@ TwoCacheRedisExec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
 				  TcRedisReply **replies, int timeout_ms,
 				  char *errbuf, size_t errlen)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   timeout_ms);
+	TimestampTz deadline;
+	bool		ok;
 	int			i;
 
-	if (!conn_exec(c, ncmds, cmds, (redisReply **) replies, deadline,
-				   errbuf, errlen))
+	if (c->cluster != NULL)
+		ok = TwoCacheClusterExec(c->cluster, ncmds, cmds, replies, timeout_ms,
+								 errbuf, errlen);
+	else
+	{
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+		ok = conn_exec(c, ncmds, cmds, (redisReply **) replies, deadline,
+					   errbuf, errlen);
+	}
+	if (!ok)
 		return false;
 	for (i = 0; i < ncmds; i++)
 	{
@@ -1265,7 +1311,8 @@ TwoCacheRedisExec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
 		{
 			char		err[256];
 
-			snprintf(err, sizeof(err), "Redis at %s refused %.*s: %s", c->target,
+			snprintf(err, sizeof(err), "Redis at %s refused %.*s: %s",
+					 TwoCacheRedisTarget(c),
 					 (int) Min(cmds[i].argc > TC_REDIS_MAX_ARGS ? cmds[i].xargvlen[0] :
 							   cmds[i].argvlen[0], 32),
 					 cmds[i].argc > TC_REDIS_MAX_ARGS ? cmds[i].xargv[0] : cmds[i].argv[0],
@@ -1274,6 +1321,53 @@ TwoCacheRedisExec(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
 		}
 	}
 	return true;
+}
+
+/*
+ * The two halves of TwoCacheRedisExec on a single node, for the cluster
+ * code, which sends to every node before it reads from any: send ncmds
+ * commands, by deadline ...
+ */
+bool
+TwoCacheRedisSend(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
+				  TimestampTz deadline, char *errbuf, size_t errlen)
+{
+	Assert(c->cluster == NULL);
+	return conn_send(c, ncmds, cmds, deadline, errbuf, errlen);
+}
+
+/*
+ * ... and read the replies of n commands sent, by deadline.  On failure
+ * (false, errbuf set) or an ERROR, what was read is freed, and replies may
+ * still be in flight: the caller drops the connection.
+ */
+bool
+TwoCacheRedisReceive(TcRedisConn *c, int n, TcRedisReply **replies,
+					 TimestampTz deadline, char *errbuf, size_t errlen)
+{
+	Assert(c->cluster == NULL);
+	return conn_receive(c, n, (redisReply **) replies, deadline, errbuf, errlen);
+}
+
+/*
+ * A connection that stands for a Redis Cluster (redis_cluster.c): Exec,
+ * Free, Target and Role go to the cluster code; it has no socket.
+ */
+TcRedisConn *
+TwoCacheRedisClusterConn(TcRedisCluster *cl)
+{
+	TcRedisConn *c = MemoryContextAllocZero(TopMemoryContext, sizeof(TcRedisConn));
+
+	c->fd = PGINVALID_SOCKET;
+	c->cluster = cl;
+	return c;
+}
+
+/* The cluster c stands for; NULL for a single node. */
+TcRedisCluster *
+TwoCacheRedisGetCluster(TcRedisConn *c)
+{
+	return c != NULL ? c->cluster : NULL;
 }
 
 void
@@ -1288,24 +1382,40 @@ TwoCacheRedisFree(TcRedisConn *c)
 	conn_free(c);
 }
 
-/* The socket of c, to wait on (the worker's subscription). */
+/*
+ * The socket of c, to wait on (the worker's subscription).  Only a
+ * subscription waits on a socket, and it is made with
+ * TwoCacheRedisConnectSubscriber, on one node.
+ */
 pgsocket
 TwoCacheRedisSocket(TcRedisConn *c)
 {
+	if (c->cluster != NULL)
+		elog(ERROR, "not a single-node connection");
 	return c->fd;
 }
 
-/* host:port (or unix:path) of c, for messages and twocache_status(). */
+/*
+ * host:port (or unix:path) of c, for messages and twocache_status(); for a
+ * cluster, its masters.
+ */
 const char *
 TwoCacheRedisTarget(TcRedisConn *c)
 {
+	if (c->cluster != NULL)
+		return TwoCacheClusterTarget(c->cluster);
 	return c->target;
 }
 
-/* What c answered to ROLE when it connected ("" if it was not asked). */
+/*
+ * What c answered to ROLE when it connected ("" if it was not asked); a
+ * cluster connection talks to masters only.
+ */
 const char *
 TwoCacheRedisRole(TcRedisConn *c)
 {
+	if (c->cluster != NULL)
+		return "master";
 	return c->role;
 }
 
@@ -1319,6 +1429,8 @@ TwoCacheRedisReadInput(TcRedisConn *c, char *errbuf, size_t errlen)
 {
 	int			need;
 
+	if (c->cluster != NULL)
+		elog(ERROR, "not a single-node connection");
 	return conn_read(c, &need, errbuf, errlen) >= 0;
 }
 
@@ -1333,6 +1445,8 @@ TwoCacheRedisNextReply(TcRedisConn *c, TcRedisReply **reply)
 	void	   *r = NULL;
 
 	*reply = NULL;
+	if (c->cluster != NULL)
+		elog(ERROR, "not a single-node connection");
 	if (redisReaderGetReply(c->reader, &r) != REDIS_OK)
 		return -1;
 	if (r == NULL)
@@ -1388,5 +1502,7 @@ TwoCacheRedisCommand(TcRedisCommand *cmd, const char *name)
 	cmd->xcap = 0;
 	cmd->xargv = NULL;
 	cmd->xargvlen = NULL;
+	cmd->route_key = NULL;
+	cmd->route_len = 0;
 	TwoCacheRedisArg(cmd, name, strlen(name));
 }

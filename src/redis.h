@@ -2,8 +2,9 @@
  *
  * redis.h
  *	  Redis: URLs (redis_url.c), one connection to one node with bounded,
- *	  pipelined exchanges (redis.c), and which node and the connections
- *	  kept to it (redis_topology.c).
+ *	  pipelined exchanges (redis.c), a connection to a Redis Cluster that
+ *	  routes each command to its slot's master (redis_cluster.c), and which
+ *	  node and the connections kept to it (redis_topology.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -81,6 +82,13 @@ typedef struct TcRedisUrl
  * A command: its arguments inline, or, once it has more than
  * TC_REDIS_MAX_ARGS (built with TwoCacheRedisCommand and TwoCacheRedisArg
  * only), all of them in xargv/xargvlen, palloc'd.
+ *
+ * On a cluster connection a command with a key goes to the master of the
+ * key's slot; one without (PUBLISH, TIME, PING, ...) goes to a default
+ * master, or, when route_key is set, to the master of route_key's slot, and
+ * then follows the redirects of the keyed commands of that slot before it
+ * in the same pipeline (redis_cluster.c).  TwoCacheRedisCommand sets it to
+ * NULL; the caller may set it afterwards.  Single nodes ignore it.
  */
 typedef struct TcRedisCommand
 {
@@ -90,6 +98,8 @@ typedef struct TcRedisCommand
 	int			xcap;			/* capacity of xargv */
 	const char **xargv;
 	size_t	   *xargvlen;
+	const char *route_key;		/* Cluster: route a keyless command so */
+	size_t		route_len;
 } TcRedisCommand;
 
 /* Where and how to connect to one node (redis.c) */
@@ -107,6 +117,13 @@ typedef struct TcRedisNodeOpts
 } TcRedisNodeOpts;
 
 #define TC_REDIS_TARGET_LEN	300 /* host:port of a node, for messages */
+
+/* Redis Cluster (redis_cluster.c) */
+#define TC_CLUSTER_SLOTS		16384	/* hash slots of a cluster */
+#define TC_CLUSTER_MAX_NODES	64	/* masters a cluster connection knows */
+#define TC_CLUSTER_MAX_REDIRECTS	5	/* MOVED/ASK followed per command */
+
+typedef struct TcRedisCluster TcRedisCluster;
 
 /* redis_url.c */
 extern bool TwoCacheParseRedisUrl(const char *url, TcRedisUrl *out, const char **err);
@@ -131,11 +148,37 @@ extern bool TwoCacheRedisReadInput(TcRedisConn *c, char *errbuf, size_t errlen);
 extern int	TwoCacheRedisNextReply(TcRedisConn *c, TcRedisReply **reply);
 extern void TwoCacheRedisCommand(TcRedisCommand *cmd, const char *name);
 extern void TwoCacheRedisArg(TcRedisCommand *cmd, const char *arg, size_t len);
+extern bool TwoCacheRedisSend(TcRedisConn *c, int ncmds, const TcRedisCommand *cmds,
+							  TimestampTz deadline, char *errbuf, size_t errlen);
+extern bool TwoCacheRedisReceive(TcRedisConn *c, int n, TcRedisReply **replies,
+								 TimestampTz deadline, char *errbuf, size_t errlen);
+extern TcRedisConn *TwoCacheRedisClusterConn(TcRedisCluster *cl);
+extern TcRedisCluster *TwoCacheRedisGetCluster(TcRedisConn *c);
+
+/* redis_cluster.c: Redis Cluster, slots and redirects */
+extern uint16 TwoCacheClusterCrc16(const char *buf, size_t len);
+extern int	TwoCacheClusterKeySlot(const char *key, size_t len);
+extern const char *TwoCacheClusterSlotTag(int slot);
+extern TcRedisConn *TwoCacheClusterConnect(const TcRedisUrl *u, const char *name,
+										   int timeout_ms, char *errbuf, size_t errlen);
+extern TcRedisConn *TwoCacheClusterConnectSubscriber(const TcRedisUrl *u, const char *name,
+													 int timeout_ms, char *errbuf,
+													 size_t errlen);
+extern bool TwoCacheClusterExec(TcRedisCluster *cl, int ncmds, const TcRedisCommand *cmds,
+								TcRedisReply **replies, int timeout_ms,
+								char *errbuf, size_t errlen);
+extern void TwoCacheClusterFree(TcRedisCluster *cl);
+extern const char *TwoCacheClusterTarget(TcRedisCluster *cl);
+extern bool TwoCacheClusterRefresh(TcRedisConn *c, char *errbuf, size_t errlen);
+extern bool TwoCacheClusterSlotsChanged(TcRedisConn *c);
+extern bool TwoCacheRedisIsCluster(TcRedisConn *c);
 
 /* redis_topology.c: which node, and the connections kept to it */
 extern bool TwoCacheRedisEnabled(void);
 extern char *TwoCacheRedisSettings(void);
 extern TcRedisConn *TwoCacheRedisConnect(const char *name, char *errbuf, size_t errlen);
+extern TcRedisConn *TwoCacheRedisConnectSubscriber(const char *name, char *errbuf,
+												   size_t errlen);
 extern TcRedisConn *TwoCacheRedisBackendConn(char *errbuf, size_t errlen);
 extern bool TwoCacheRedisBackendExec(int ncmds, const TcRedisCommand *cmds,
 									 TcRedisReply **replies, char *errbuf, size_t errlen);

@@ -3,10 +3,13 @@
  * redis_topology.c
  *	  Which Redis node to talk to, and the backend's connection to it.
  *
- * twocache.redis_url names one Redis (redis://, rediss://, unix://) or a set
+ * twocache.redis_url names one Redis (redis://, rediss://, unix://), a set
  * of Sentinels and the name of the master they watch (redis-sentinel://,
- * rediss-sentinel://).  For Sentinel this file follows Redis's Sentinel
- * client spec:
+ * rediss-sentinel://), or seed nodes of a Redis Cluster (redis-cluster://,
+ * rediss-cluster://: the data connections are then cluster connections,
+ * which route each command to its slot's master, redis_cluster.c, and the
+ * worker's subscription is on one master).  For Sentinel this file follows
+ * Redis's Sentinel client spec:
  *
  *	  - discovery: ask each Sentinel in turn, starting from the one that
  *		answered last, SENTINEL get-master-addr-by-name; the first that names
@@ -94,11 +97,6 @@ parse_url(TcRedisUrl *u, char *errbuf, size_t errlen)
 	if (!TwoCacheParseRedisUrl(twocache_redis_url, u, &perr))
 	{
 		snprintf(errbuf, errlen, "invalid twocache.redis_url: %s", perr);
-		return false;
-	}
-	if (u->topology == TC_TOPOLOGY_CLUSTER)
-	{
-		snprintf(errbuf, errlen, "redis-cluster URLs are not supported yet");
 		return false;
 	}
 	return true;
@@ -378,6 +376,8 @@ connect_data(const char *name, uint64 *epoch, char *errbuf, size_t errlen)
 		*epoch = 0;
 	if (!parse_url(&u, errbuf, errlen))
 		return NULL;
+	if (u.topology == TC_TOPOLOGY_CLUSTER)
+		return TwoCacheClusterConnect(&u, name, twocache_redis_timeout, errbuf, errlen);
 	TwoCacheRedisNodeOpts(&u, &opts);
 	opts.name = name;
 	if (u.topology == TC_TOPOLOGY_SENTINEL)
@@ -422,6 +422,24 @@ connect_data(const char *name, uint64 *epoch, char *errbuf, size_t errlen)
 TcRedisConn *
 TwoCacheRedisConnect(const char *name, char *errbuf, size_t errlen)
 {
+	return connect_data(name, NULL, errbuf, errlen);
+}
+
+/*
+ * Connect for a subscription (the worker's), on one node since it is waited
+ * on: in a Redis Cluster, a master that answers (redis_cluster.c; PUBLISH
+ * reaches every node); otherwise as TwoCacheRedisConnect.
+ */
+TcRedisConn *
+TwoCacheRedisConnectSubscriber(const char *name, char *errbuf, size_t errlen)
+{
+	TcRedisUrl	u;
+
+	if (!parse_url(&u, errbuf, errlen))
+		return NULL;
+	if (u.topology == TC_TOPOLOGY_CLUSTER)
+		return TwoCacheClusterConnectSubscriber(&u, name, twocache_redis_timeout,
+												errbuf, errlen);
 	return connect_data(name, NULL, errbuf, errlen);
 }
 

@@ -444,7 +444,7 @@ connect_and_subscribe(WorkerConn *wc)
 	if (!connect_cmd(wc, err, sizeof(err)))
 		goto fail;
 	TwoCacheRedisClientName("subscriber", name, sizeof(name));
-	wc->sub = TwoCacheRedisConnect(name, err, sizeof(err));
+	wc->sub = TwoCacheRedisConnectSubscriber(name, err, sizeof(err));
 	if (wc->sub == NULL)
 		goto fail;
 
@@ -482,7 +482,7 @@ connect_and_subscribe(WorkerConn *wc)
 			subscribe_sentinel(wc);
 		}
 	}
-	state_node(wc->cmd);
+	state_node(wc->sub);		/* the node whose messages we get */
 
 	flushed = TwoCacheFlushLocal();
 
@@ -927,6 +927,27 @@ ping(WorkerConn *wc)
 	TwoCacheRedisFreeReplies(1, &reply);
 	if (ok)
 		subscribe_sentinel(wc);
+
+	/*
+	 * Cluster: load the slot map again, so that a change of owner is seen
+	 * even when no command met a redirect; a slot that changed owner may
+	 * have taken messages or writes with it, so L1 is flushed (counted in
+	 * local_flushes).
+	 */
+	if (ok && TwoCacheRedisIsCluster(wc->cmd))
+	{
+		if (!TwoCacheClusterRefresh(wc->cmd, err, sizeof(err)))
+			state_error(err);
+		if (TwoCacheClusterSlotsChanged(wc->cmd))
+		{
+			uint64		flushed = TwoCacheFlushLocal();
+
+			pg_atomic_fetch_add_u64(&twocache_shared->local_flushes, 1);
+			ereport(LOG,
+					(errmsg("twocache worker: a Redis Cluster slot changed owner; flushed %llu local cache entries",
+							(unsigned long long) flushed)));
+		}
+	}
 	return ok;
 }
 

@@ -448,11 +448,12 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	text	   *volatile result = NULL;
 	volatile bool fetching = false;
 	volatile bool from_l2 = false;
-	uint64		start_us = 0;	/* Redis's clock before our fetch: L2Fill */
+	L2FillStart start;			/* the clocks before our fetch: L2Fill */
 	int64		fill_ttl;
 	const ArcTags *store_tags;
 
 	memset(&fr, 0, sizeof(fr));
+	memset(&start, 0, sizeof(start));
 	PG_TRY();
 	{
 		text	   *l2_result = NULL;
@@ -466,7 +467,7 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 		{
 			/* where the fill starts for Redis's fences; 0 if unknown */
 			if (TwoCacheRedisEnabled())
-				(void) L2Time(key, &start_us);
+				(void) L2Time(key, &start);
 			TwoCacheCount(TC_FETCHES, 1);
 			fetching = true;
 			TwoCacheRunFetch(query, key, &fr);
@@ -546,14 +547,14 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *query,
 	 * A key withheld from L2 (inval.c) still holds the old value there; a
 	 * fill that did not read Redis cannot be fenced there.
 	 */
-	if (TwoCacheRedisEnabled() && start_us != 0 &&
+	if (TwoCacheRedisEnabled() && start.redis_us != 0 &&
 		!InvalL2Withheld(key, store_tags, PG_UINT64_MAX) &&
 		!fill_is_stale(part, key, store_tags, t))
 	{
 		bool		stored;
 
 		if (L2Fill(key, fr.value, fr.value_len, !fr.found, store_tags, fill_ttl,
-				   start_us, &stored))
+				   &start, &stored))
 		{
 			if (!stored)
 			{

@@ -93,23 +93,27 @@
 #define TAG_MAX_ROUNDS		100000
 
 /*
- * One round of a tag invalidation: SSCAN the tag's set from cursor ARGV[1],
- * COUNT ARGV[2]; DEL every member returned that starts with ARGV[3] ('' =
- * all) and SREM it.  Returns {next cursor, number deleted}.  Short by
- * construction, whatever the size of the set.
+ * Lua: one round of a tag invalidation on its set KEYS[1], from cursor
+ * ARGV[1], ARGV[2] members at a time: SSCAN, then SREM of the members of
+ * the key prefix ARGV[3] ('' = all), which it returns with the next cursor.
+ * The members are deleted after (InvalSend's del_script, each on its own
+ * node: the set and its members may be in different slots of a cluster).
+ * Removed first, deleted second: a fill that adds a member again after the
+ * SREM keeps it (its membership must outlive this invalidation, and the
+ * delete's fence refuses it if it began before), whereas the other order
+ * would drop a fresh fill's membership between the DEL and the SREM.
  */
-static const char *const tag_round_script =
+static const char *const tag_scan_script =
 "local r = redis.call('SSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
 "local prefix = ARGV[3]\n"
-"local n = 0\n"
+"local out = {r[1]}\n"
 "for _, m in ipairs(r[2]) do\n"
 "  if prefix == '' or string.sub(m, 1, #prefix) == prefix then\n"
-"    redis.call('DEL', m)\n"
 "    redis.call('SREM', KEYS[1], m)\n"
-"    n = n + 1\n"
+"    out[#out + 1] = m\n"
 "  end\n"
 "end\n"
-"return {r[1], n}\n";
+"return out\n";
 
 /*
  * Lua: the later of Redis's clock (microseconds) and the fence KEYS[i]
@@ -127,6 +131,24 @@ static const char *const del_script =
 LUA_FENCE_NOW("2")
 "local n = redis.call('DEL', KEYS[1])\n"
 "redis.call('SET', KEYS[2], string.format('%.0f', now))\n"
+"return n\n";
+
+/*
+ * Delete KEYS[1], KEYS[3], ... and set the fill fences KEYS[2], KEYS[4], ...
+ * of their stripes to now: a round of a tag invalidation's members in one
+ * script, where they may be touched together (one Redis, not a cluster).
+ */
+static const char *const del_many_script =
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+"local n = 0\n"
+"for i = 1, #KEYS, 2 do\n"
+"  n = n + redis.call('DEL', KEYS[i])\n"
+"  local cur = tonumber(redis.call('GET', KEYS[i + 1]) or '0') or 0\n"
+"  local v = now\n"
+"  if cur > now then v = cur end\n"
+"  redis.call('SET', KEYS[i + 1], string.format('%.0f', v))\n"
+"end\n"
 "return n\n";
 
 /* Set a tag's fill fence KEYS[1] to now, for ARGV[1] ms. */
@@ -303,6 +325,108 @@ add_publish(TcRedisCommand *cmd, const char *channel, const InvalItem *item)
  * (the message is still sent then).  A cancel may end it between rounds,
  * except after commit, where interrupts are held.
  */
+/*
+ * Delete the nm members in scan->element[1..nm] (a round of send_tag), each
+ * with its stripe's fill fence: on one Redis in one script
+ * (del_many_script), in a cluster one del_script each, INVAL_BATCH to a
+ * round trip, each on its member's node.  Counts them in item->deleted.
+ * False with errbuf set if Redis failed or refused one.
+ */
+static bool
+delete_members(TcRedisConn *conn, const TcRedisReply *scan, int nm, InvalItem *item,
+			   char *errbuf, size_t errlen)
+{
+	TcRedisCommand cmds[INVAL_BATCH];
+	TcRedisReply *replies[INVAL_BATCH];
+	int			done = 0;
+
+	if (nm == 0)
+		return true;
+	if (!TwoCacheRedisClusterMode())
+	{
+		TcRedisCommand cmd;
+		TcRedisReply *reply = NULL;
+		char		nkeys[16];
+		int			j;
+
+		snprintf(nkeys, sizeof(nkeys), "%d", 2 * nm);
+		TwoCacheRedisCommand(&cmd, "EVAL");
+		TwoCacheRedisArg(&cmd, del_many_script, strlen(del_many_script));
+		TwoCacheRedisArg(&cmd, nkeys, strlen(nkeys));
+		for (j = 0; j < nm; j++)
+		{
+			const TcRedisReply *m = scan->element[1 + j];
+			size_t		flen;
+			char	   *fence;
+
+			if (m->type != TC_REPLY_STRING)
+			{
+				snprintf(errbuf, errlen, "Redis refused the tag invalidation: unexpected reply");
+				return false;
+			}
+			fence = L2DeleteFenceName(m->str, m->len, &flen);
+			TwoCacheRedisArg(&cmd, m->str, m->len);
+			TwoCacheRedisArg(&cmd, fence, flen);
+		}
+		if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+			return false;
+		if (reply->type != TC_REPLY_INTEGER)
+		{
+			refused(conn, reply, "DEL of a tag's members", errbuf, errlen);
+			TwoCacheRedisFreeReplies(1, &reply);
+			return false;
+		}
+		item->deleted += reply->integer;
+		TwoCacheRedisFreeReplies(1, &reply);
+		return true;
+	}
+
+	while (done < nm)
+	{
+		int			nb = Min(nm - done, INVAL_BATCH);
+		int			j;
+		bool		ok = true;
+
+		for (j = 0; j < nb; j++)
+		{
+			const TcRedisReply *m = scan->element[1 + done + j];
+			size_t		flen;
+			char	   *fence;
+
+			if (m->type != TC_REPLY_STRING)
+			{
+				snprintf(errbuf, errlen, "Redis refused the tag invalidation: unexpected reply");
+				return false;
+			}
+			fence = L2DeleteFenceName(m->str, m->len, &flen);
+			TwoCacheRedisCommand(&cmds[j], "EVAL");
+			TwoCacheRedisArg(&cmds[j], del_script, strlen(del_script));
+			TwoCacheRedisArg(&cmds[j], "2", 1);
+			TwoCacheRedisArg(&cmds[j], m->str, m->len);
+			TwoCacheRedisArg(&cmds[j], fence, flen);
+		}
+		memset(replies, 0, sizeof(TcRedisReply *) * nb);
+		if (!exec(conn, nb, cmds, replies, errbuf, errlen))
+			return false;
+		for (j = 0; j < nb; j++)
+		{
+			if (replies[j]->type != TC_REPLY_INTEGER)
+			{
+				if (ok)
+					refused(conn, replies[j], "DEL of a tag's member", errbuf, errlen);
+				ok = false;
+			}
+			else
+				item->deleted += replies[j]->integer;
+		}
+		TwoCacheRedisFreeReplies(nb, replies);
+		if (!ok)
+			return false;
+		done += nb;
+	}
+	return true;
+}
+
 static bool
 send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 		 char *errbuf, size_t errlen)
@@ -332,13 +456,14 @@ send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 	do
 	{
 		TcRedisReply *next;
-		TcRedisReply *count;
+		int			nm;
+		bool		ok;
 
 		if (rounds++ >= TAG_MAX_ROUNDS)
 			break;
 		CHECK_FOR_INTERRUPTS();
 		TwoCacheRedisCommand(&cmd, "EVAL");
-		TwoCacheRedisArg(&cmd, tag_round_script, strlen(tag_round_script));
+		TwoCacheRedisArg(&cmd, tag_scan_script, strlen(tag_scan_script));
 		TwoCacheRedisArg(&cmd, "1", 1);
 		TwoCacheRedisArg(&cmd, item->rkey, item->rkeylen);
 		TwoCacheRedisArg(&cmd, cursor, strlen(cursor));
@@ -347,10 +472,9 @@ send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 		reply = NULL;
 		if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
 			return false;
-		if (reply->type != TC_REPLY_ARRAY || reply->elements != 2 ||
+		if (reply->type != TC_REPLY_ARRAY || reply->elements < 1 ||
 			(next = reply->element[0])->type != TC_REPLY_STRING ||
-			next->len == 0 || next->len >= sizeof(cursor) ||
-			(count = reply->element[1])->type != TC_REPLY_INTEGER)
+			next->len == 0 || next->len >= sizeof(cursor))
 		{
 			refused(conn, reply, "the tag invalidation", errbuf, errlen);
 			TwoCacheRedisFreeReplies(1, &reply);
@@ -358,8 +482,33 @@ send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 		}
 		memcpy(cursor, next->str, next->len);
 		cursor[next->len] = '\0';
-		item->deleted += count->integer;
+
+		/*
+		 * The members are out of the set now: if deleting them fails, the
+		 * next invalidation of the tag cannot find them, so nothing older
+		 * than now may be trusted in Redis: the generation is bumped (the
+		 * queue's overflow), whatever ends this, an ERROR included.
+		 */
+		nm = (int) reply->elements - 1;
+		ok = true;
+		PG_TRY();
+		{
+			ok = delete_members(conn, reply, nm, item, errbuf, errlen);
+		}
+		PG_CATCH();
+		{
+			if (nm > 0)
+				InvalQueueOverflow();
+			TwoCacheRedisFreeReplies(1, &reply);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 		TwoCacheRedisFreeReplies(1, &reply);
+		if (!ok)
+		{
+			InvalQueueOverflow();
+			return false;
+		}
 	} while (strcmp(cursor, "0") != 0);
 
 	add_publish(&cmd, channel, item);
@@ -564,6 +713,26 @@ enqueue(const ArcKey *key, bool is_tag, const char *dbname,
 	memcpy(q->key, key->data, key->len);
 	pg_atomic_fetch_add_u32(queued_counter(q), 1);
 	pg_atomic_fetch_add_u32(&queue->withheld, 1);
+	LWLockRelease(queue->lock);
+}
+
+/*
+ * Nothing in Redis older than now may be trusted (a tag invalidation lost
+ * members it had taken out of their set): bump the generation, as when the
+ * queue overflows, as soon as the worker reaches Redis; meanwhile all of
+ * L2 is withheld.  Raises no error.
+ */
+void
+InvalQueueOverflow(void)
+{
+	if (queue == NULL)
+		return;
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	if (!queue->overflowed)
+	{
+		queue->overflowed = true;
+		pg_atomic_fetch_add_u32(&queue->withheld, 1);
+	}
 	LWLockRelease(queue->lock);
 }
 

@@ -104,12 +104,13 @@ LUA_SET_VALUE_TTL
 "return 1\n";
 
 /*
- * A fill: KEYS[1] the key, KEYS[2] its delete fence, KEYS[3...] the fences
- * of its tags; ARGV[4] when the fill began (Redis TIME, in microseconds).
- * Not stored if a delete of a key of its stripe, or an invalidation of one
- * of its tags, happened since (the fences hold the time of the last one),
- * nor if the key holds a value of generation ARGV[3] or newer (an older one
- * is a miss everywhere, so it does not block a fill).  Returns 1 if it
+ * A fill: KEYS[1] the key, KEYS[2] its delete fence (in the key's slot);
+ * ARGV[4] when the fill began (Redis TIME on the key's node, in
+ * microseconds).  Not stored if a delete of a key of its stripe happened
+ * since (the fence holds the time of the last one, by the same clock), nor
+ * if the key holds a value of generation ARGV[3] or newer (an older one is
+ * a miss everywhere, so it does not block a fill).  Its tags were checked
+ * before, by tag_check_script (L2Fill).  Returns 1 if it
  * stored.
  */
 static const char *const fill_script =
@@ -126,6 +127,33 @@ LUA_GENERATION_AND_TYPE
 "end\n"
 LUA_SET_VALUE_TTL
 "return 1\n";
+
+/*
+ * A fill's step on one of its tags (KEYS[1] the tag's set, KEYS[2] its fence,
+ * in the same slot): add the key ARGV[1] to the set, keeping the set alive as
+ * long as the key (TTL ARGV[2] ms, '0' none), then say how long ago the
+ * tag was last invalidated, in microseconds by this node's clock (-1:
+ * never, or more than L2_TAG_FENCE_TTL ago).  The two in one script: an
+ * invalidation after it finds the key in the set, one before it shows in
+ * the fence.
+ */
+static const char *const tag_check_script =
+"local existed = redis.call('EXISTS', KEYS[1])\n"
+"redis.call('SADD', KEYS[1], ARGV[1])\n"
+"local ttl = tonumber(ARGV[2])\n"
+"if ttl == 0 then\n"
+"  redis.call('PERSIST', KEYS[1])\n"
+"elseif existed == 0 then\n"
+"  redis.call('PEXPIRE', KEYS[1], ttl)\n"
+"else\n"
+"  redis.call('PEXPIRE', KEYS[1], ttl, 'GT')\n"
+"end\n"
+"local f = redis.call('GET', KEYS[2])\n"
+"if not f then return -1 end\n"
+"local t = redis.call('TIME')\n"
+"local age = tonumber(t[1]) * 1000000 + tonumber(t[2]) - tonumber(f)\n"
+"if age < 0 then return 0 end\n"
+"return age\n";
 
 /* Add a key to a tag's set, keeping the set alive as long as the key. */
 static const char *const tag_add_script =
@@ -319,11 +347,27 @@ L2DeleteFenceName(const char *rkey, size_t rkeylen, size_t *len)
 	return name;
 }
 
+/*
+ * A tag's fence is <prefix>tagfence:{<t>}:db:<database name>:<tag> (or
+ * :cluster:<tag>), <t> as for a key's fence but for the slot of the tag's
+ * set: the set and its fence are in one slot, so that tag_check_script and
+ * the tag invalidation's fence script run on one node of a cluster.
+ */
 char *
 L2TagFenceName(const ArcKey *tag, const char *dbname, size_t *len)
 {
-	return l2_name("tagfence:", tag->dbid == InvalidOid ? NULL : dbname, NULL,
-				   tag->data, tag->len, len);
+	size_t		slen;
+	char	   *set = L2TagSetName(tag, dbname, &slen);
+	size_t		skip = strlen(twocache_key_prefix) + strlen("tag:");
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%stagfence:{%s}:", twocache_key_prefix,
+					 TwoCacheClusterSlotTag(TwoCacheClusterKeySlot(set, slen)));
+	appendBinaryStringInfo(&buf, set + skip, slen - skip);
+	pfree(set);
+	*len = buf.len;
+	return buf.data;
 }
 
 static char *
@@ -655,7 +699,7 @@ L2Get(int n, const ArcKey *keys, L2Entry *out)
  * Returns false if Redis is unavailable or failed.
  */
 bool
-L2Time(const ArcKey *key, uint64 *now_us)
+L2Time(const ArcKey *key, L2FillStart *start)
 {
 	TcRedisCommand cmd;
 	TcRedisReply *reply = NULL;
@@ -664,7 +708,8 @@ L2Time(const ArcKey *key, uint64 *now_us)
 	char	   *rkey = l2_key(key, &rklen);
 	bool		ok;
 
-	*now_us = 0;
+	start->redis_us = 0;
+	INSTR_TIME_SET_CURRENT(start->local);
 	TwoCacheRedisCommand(&cmd, "TIME");
 	cmd.route_key = rkey;
 	cmd.route_len = rklen;
@@ -674,7 +719,7 @@ L2Time(const ArcKey *key, uint64 *now_us)
 		reply->element[0]->type == TC_REPLY_STRING &&
 		reply->element[1]->type == TC_REPLY_STRING;
 	if (ok)
-		*now_us = strtou64(reply->element[0]->str, NULL, 10) * 1000000 +
+		start->redis_us = strtou64(reply->element[0]->str, NULL, 10) * 1000000 +
 			strtou64(reply->element[1]->str, NULL, 10);
 	TwoCacheRedisFreeReplies(1, &reply);
 	return ok;
@@ -728,60 +773,69 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
 
 /*
  * Store a fetched value (or placeholder) in L2: a fill, not a change, so no
- * message.  start_us is Redis's clock before the fill's fetch (L2Time).
- * The key is added to its tags' sets first, then one script (fill_script)
- * stores it unless, atomically: a delete of its stripe or an invalidation of
- * one of its tags happened since start_us, on any server (the fill may have
- * read the old rows), or Redis holds a value for it (stored after the fill
- * began: a set, or another server's fill).  A key in a set without a value
- * is harmless; the other order would let a tag invalidation between the
- * two miss the key.  *stored says whether it wrote.  Returns false if Redis
- * is unavailable or refused.
+ * message.  start says when the fill began, before its fetch (L2Time).
+ *
+ * First its tags, each on its own node (one round trip for all): the key is
+ * added to the tag's set and the tag's fence read in one script
+ * (tag_check_script).  If one was invalidated since the fill began, the
+ * fill may have read the old rows, and it is not stored.  The fence is read
+ * on the tag's node, maybe not the key's, so the test compares durations,
+ * not the clocks of two nodes: the invalidation's age by the tag node's
+ * clock against the time since L2Time by this backend's monotonic clock,
+ * which is at least the time since the fill began as that node saw it (it
+ * was taken before TIME was sent, and is read after the tag's reply came
+ * back); so it refuses every fill that an invalidation followed, and a few
+ * that it just preceded.  Then one script (fill_script) on the key's node
+ * stores it unless, atomically, a delete of its stripe happened since
+ * start->redis_us (by that node's clock), or Redis holds a value for it
+ * (stored after the fill began: a set, or another server's fill).  A tag
+ * invalidation that comes after the tags' step finds the key in the set
+ * and deletes it, setting its stripe's fence, so the fill is refused or its
+ * value deleted.  A key in a set without a value is harmless.  *stored says
+ * whether it wrote.  Returns false if Redis is unavailable or refused.
  */
 bool
 L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
-	   const ArcTags *tags, int64 ttl_ms, uint64 start_us, bool *stored)
+	   const ArcTags *tags, int64 ttl_ms, const L2FillStart *start, bool *stored)
 {
 	int			ntags = TwoCacheTagsCount(tags);
-	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * (1 + ntags));
-	TcRedisReply **replies = palloc0(sizeof(TcRedisReply *) * (1 + ntags));
-	TcRedisCommand *fill = &cmds[ntags];
+	TcRedisCommand fill;
+	TcRedisReply *reply = NULL;
 	char		err[512];
 	char		ttlbuf[32];
 	char		genbuf[32];
 	char		startbuf[32];
-	char		nkeys[16];
 	size_t		rklen,
 				vlen,
 				flen;
 	char	   *rkey = l2_key(key, &rklen);
-	char	   *v = l2_value(value, len, negative, tags, &vlen);
+	char	   *v;
 	char	   *fence = L2DeleteFenceName(rkey, rklen, &flen);
 	bool		ok;
 
+	*stored = false;
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, Max(ttl_ms, 0));
-	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, InvalGeneration());
-	snprintf(startbuf, sizeof(startbuf), UINT64_FORMAT, start_us);
-	snprintf(nkeys, sizeof(nkeys), "%d", 2 + ntags);
-	(void) tag_add_cmds(cmds, key, rkey, rklen, tags, ttlbuf);
-
-	TwoCacheRedisCommand(fill, "EVAL");
-	TwoCacheRedisArg(fill, fill_script, strlen(fill_script));
-	TwoCacheRedisArg(fill, nkeys, strlen(nkeys));
-	TwoCacheRedisArg(fill, rkey, rklen);
-	TwoCacheRedisArg(fill, fence, flen);
 	if (ntags > 0)
 	{
+		TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * ntags);
+		TcRedisReply **replies = palloc0(sizeof(TcRedisReply *) * ntags);
 		const unsigned char *p = (const unsigned char *) tags->data;
 		const unsigned char *end = p + tags->len;
 		const char *dbname;
 		const char *rolename;
+		instr_time	elapsed;
+		int64		elapsed_us;
+		bool		fresh = true;
+		int			n = 0;
+		int			i;
 
 		L2ScopeNames(key, &dbname, &rolename);
 		while (end - p >= 2)
 		{
 			ArcKey		tag;
-			size_t		tflen;
+			size_t		slen,
+						tflen;
+			char	   *set;
 			char	   *tfence;
 
 			tag.dbid = key->dbid;
@@ -789,21 +843,52 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 			tag.len = (p[0] << 8) | p[1];
 			tag.data = (const char *) p + 2;
 			p += 2 + tag.len;
-			tfence = L2TagFenceName(&tag, dbname, &tflen);
-			TwoCacheRedisArg(fill, tfence, tflen);
+			set = L2TagSetName(&tag, tag.dbid == InvalidOid ? "" : dbname, &slen);
+			tfence = L2TagFenceName(&tag, tag.dbid == InvalidOid ? "" : dbname, &tflen);
+			TwoCacheRedisCommand(&cmds[n], "EVAL");
+			TwoCacheRedisArg(&cmds[n], tag_check_script, strlen(tag_check_script));
+			TwoCacheRedisArg(&cmds[n], "2", 1);
+			TwoCacheRedisArg(&cmds[n], set, slen);
+			TwoCacheRedisArg(&cmds[n], tfence, tflen);
+			TwoCacheRedisArg(&cmds[n], rkey, rklen);
+			TwoCacheRedisArg(&cmds[n], ttlbuf, strlen(ttlbuf));
+			n++;
 		}
+		if (!TwoCacheRedisBackendExec(n, cmds, replies, err, sizeof(err)))
+			return false;
+		INSTR_TIME_SET_CURRENT(elapsed);
+		INSTR_TIME_SUBTRACT(elapsed, start->local);
+		elapsed_us = (int64) INSTR_TIME_GET_MICROSEC(elapsed);
+		ok = true;
+		for (i = 0; i < n; i++)
+		{
+			if (replies[i]->type != TC_REPLY_INTEGER)
+				ok = false;
+			else if (replies[i]->integer >= 0 && replies[i]->integer <= elapsed_us)
+				fresh = false;
+		}
+		TwoCacheRedisFreeReplies(n, replies);
+		if (!ok || !fresh)
+			return ok;			/* refused, or invalidated since: not stored */
 	}
-	TwoCacheRedisArg(fill, v, vlen);
-	TwoCacheRedisArg(fill, ttlbuf, strlen(ttlbuf));
-	TwoCacheRedisArg(fill, genbuf, strlen(genbuf));
-	TwoCacheRedisArg(fill, startbuf, strlen(startbuf));
 
-	*stored = false;
-	if (!TwoCacheRedisBackendExec(1 + ntags, cmds, replies, err, sizeof(err)))
+	v = l2_value(value, len, negative, tags, &vlen);
+	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, InvalGeneration());
+	snprintf(startbuf, sizeof(startbuf), UINT64_FORMAT, start->redis_us);
+	TwoCacheRedisCommand(&fill, "EVAL");
+	TwoCacheRedisArg(&fill, fill_script, strlen(fill_script));
+	TwoCacheRedisArg(&fill, "2", 1);
+	TwoCacheRedisArg(&fill, rkey, rklen);
+	TwoCacheRedisArg(&fill, fence, flen);
+	TwoCacheRedisArg(&fill, v, vlen);
+	TwoCacheRedisArg(&fill, ttlbuf, strlen(ttlbuf));
+	TwoCacheRedisArg(&fill, genbuf, strlen(genbuf));
+	TwoCacheRedisArg(&fill, startbuf, strlen(startbuf));
+	if (!TwoCacheRedisBackendExec(1, &fill, &reply, err, sizeof(err)))
 		return false;
-	ok = replies[ntags]->type == TC_REPLY_INTEGER;
-	*stored = ok && replies[ntags]->integer == 1;
-	TwoCacheRedisFreeReplies(1 + ntags, replies);
+	ok = reply->type == TC_REPLY_INTEGER;
+	*stored = ok && reply->integer == 1;
+	TwoCacheRedisFreeReplies(1, &reply);
 	return ok;
 }
 

@@ -9,6 +9,7 @@
 #define TWOCACHE_L2_H
 
 #include "access/xlogdefs.h"
+#include "portability/instr_time.h"
 #include "message.h"
 #include "redis.h"
 #include "twocache.h"
@@ -35,11 +36,22 @@ typedef struct L2Entry
 } L2Entry;
 
 extern bool L2Get(int n, const ArcKey *keys, L2Entry *out);
-extern bool L2Time(const ArcKey *key, uint64 *now_us);
+/*
+ * Where a fill starts (L2Time): Redis's clock on the key's node, for the
+ * key's fence, and this backend's monotonic clock just before it was read,
+ * for its tags' fences, which may be on other nodes (see L2Fill).
+ */
+typedef struct L2FillStart
+{
+	uint64		redis_us;		/* 0: unknown, the fill is not stored in L2 */
+	instr_time	local;
+} L2FillStart;
+
+extern bool L2Time(const ArcKey *key, L2FillStart *start);
 extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
 extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
 				   bool negative, const ArcTags *tags, int64 ttl_ms,
-				   uint64 start_us, bool *stored);
+				   const L2FillStart *start, bool *stored);
 extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 				  TwoCacheOnlyIf only_if, const ArcTags *tags, bool *wrote,
 				  char *errbuf, size_t errlen);

@@ -175,6 +175,7 @@ extern bool TwoCacheRedisIsCluster(TcRedisConn *c);
 
 /* redis_topology.c: which node, and the connections kept to it */
 extern bool TwoCacheRedisEnabled(void);
+extern bool TwoCacheRedisClusterMode(void);
 extern char *TwoCacheRedisSettings(void);
 extern TcRedisConn *TwoCacheRedisConnect(const char *name, char *errbuf, size_t errlen);
 extern TcRedisConn *TwoCacheRedisConnectSubscriber(const char *name, char *errbuf,

@@ -102,6 +102,17 @@ parse_url(TcRedisUrl *u, char *errbuf, size_t errlen)
 	return true;
 }
 
+/* Is twocache.redis_url a Redis Cluster's? */
+bool
+TwoCacheRedisClusterMode(void)
+{
+	TcRedisUrl	u;
+	char		err[256];
+
+	return TwoCacheRedisEnabled() && parse_url(&u, err, sizeof(err)) &&
+		u.topology == TC_TOPOLOGY_CLUSTER;
+}
+
 /* ----------------------------------------------------------------
  * Sentinel
  * ----------------------------------------------------------------

@@ -67,6 +67,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -1362,19 +1363,55 @@ TwoCacheClusterRefresh(TcRedisConn *c, char *errbuf, size_t errlen)
 }
 
 /*
- * Has a slot of the cluster connection c changed owner (seen by a redirect
- * or a refresh of its map) since the last call?  Clears the flag.  The
- * first map is no change.  Always false for a single-node connection.
+ * The owner of each slot as this process saw it at its last call of
+ * TwoCacheClusterSlotsChanged, whatever connection it was seen on, as a hash
+ * of its host:port (0: unknown).  So a change is seen even when the
+ * connection that had the old map was dropped since and another made.
+ * Allocated at the first call (only the worker asks).
+ */
+static uint32 *seen_owner = NULL;
+
+/*
+ * Has a slot changed owner since the last call in this process: seen by a
+ * redirect or a refresh of c's map, or between the map of the last call
+ * (on any connection) and c's?  The first map is no change.  Always false
+ * for a single-node connection.
  */
 bool
 TwoCacheClusterSlotsChanged(TcRedisConn *c)
 {
 	TcRedisCluster *cl = TwoCacheRedisGetCluster(c);
+	uint32		owner[TC_CLUSTER_MAX_NODES];
 	bool		changed;
+	int			i;
+	int			s;
 
 	if (cl == NULL)
 		return false;
 	changed = cl->changed;
 	cl->changed = false;
+	if (!cl->mapped)
+		return changed;
+	if (seen_owner == NULL)
+		seen_owner = MemoryContextAllocZero(TopMemoryContext,
+											sizeof(uint32) * TC_CLUSTER_SLOTS);
+	for (i = 0; i < TC_CLUSTER_MAX_NODES; i++)
+	{
+		char		target[TC_REDIS_TARGET_LEN];
+
+		if (!cl->nodes[i].used)
+			continue;
+		node_target(&cl->nodes[i], target, sizeof(target));
+		owner[i] = hash_bytes((const unsigned char *) target, strlen(target)) | 1;
+	}
+	for (s = 0; s < TC_CLUSTER_SLOTS; s++)
+	{
+		i = cl->slot_node[s];
+		if (i < 0)
+			continue;
+		if (seen_owner[s] != 0 && seen_owner[s] != owner[i])
+			changed = true;
+		seen_owner[s] = owner[i];
+	}
 	return changed;
 }

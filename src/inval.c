@@ -96,7 +96,7 @@
  * Lua: one round of a tag invalidation on its set KEYS[1], from cursor
  * ARGV[1], ARGV[2] members at a time: SSCAN, then SREM of the members of
  * the key prefix ARGV[3] ('' = all), which it returns with the next cursor.
- * The members are deleted after (InvalSend's del_script, each on its own
+ * The members are deleted after (del_many_script, each on its own
  * node: the set and its members may be in different slots of a cluster).
  * Removed first, deleted second: a fill that adds a member again after the
  * SREM keeps it (its membership must outlive this invalidation, and the
@@ -126,17 +126,12 @@ static const char *const tag_scan_script =
 "local cur = tonumber(redis.call('GET', KEYS[" i "]) or '0')\n" \
 "if cur and cur > now then now = cur end\n"
 
-/* Delete KEYS[1] and set its stripe's fill fence KEYS[2] to now. */
-static const char *const del_script =
-LUA_FENCE_NOW("2")
-"local n = redis.call('DEL', KEYS[1])\n"
-"redis.call('SET', KEYS[2], string.format('%.0f', now))\n"
-"return n\n";
 
 /*
  * Delete KEYS[1], KEYS[3], ... and set the fill fences KEYS[2], KEYS[4], ...
- * of their stripes to now: a round of a tag invalidation's members in one
- * script, where they may be touched together (one Redis, not a cluster).
+ * of their stripes to now (never back): a key's delete (two keys, in one
+ * slot), or a round of a tag invalidation's members where they may be
+ * touched together (one Redis, not a cluster).  Returns how many existed.
  */
 static const char *const del_many_script =
 "local t = redis.call('TIME')\n"
@@ -327,9 +322,9 @@ add_publish(TcRedisCommand *cmd, const char *channel, const InvalItem *item)
  */
 /*
  * Delete the nm members in scan->element[1..nm] (a round of send_tag), each
- * with its stripe's fill fence: on one Redis in one script
- * (del_many_script), in a cluster one del_script each, INVAL_BATCH to a
- * round trip, each on its member's node.  Counts them in item->deleted.
+ * with its stripe's fill fence (del_many_script): on one Redis all in one
+ * script, in a cluster one script per member on its node, INVAL_BATCH
+ * scripts to a round trip.  Counts them in item->deleted.
  * False with errbuf set if Redis failed or refused one.
  */
 static bool
@@ -338,72 +333,41 @@ delete_members(TcRedisConn *conn, const TcRedisReply *scan, int nm, InvalItem *i
 {
 	TcRedisCommand cmds[INVAL_BATCH];
 	TcRedisReply *replies[INVAL_BATCH];
+	int			per_cmd = TwoCacheRedisClusterMode() ? 1 : Max(nm, 1);
 	int			done = 0;
-
-	if (nm == 0)
-		return true;
-	if (!TwoCacheRedisClusterMode())
-	{
-		TcRedisCommand cmd;
-		TcRedisReply *reply = NULL;
-		char		nkeys[16];
-		int			j;
-
-		snprintf(nkeys, sizeof(nkeys), "%d", 2 * nm);
-		TwoCacheRedisCommand(&cmd, "EVAL");
-		TwoCacheRedisArg(&cmd, del_many_script, strlen(del_many_script));
-		TwoCacheRedisArg(&cmd, nkeys, strlen(nkeys));
-		for (j = 0; j < nm; j++)
-		{
-			const TcRedisReply *m = scan->element[1 + j];
-			size_t		flen;
-			char	   *fence;
-
-			if (m->type != TC_REPLY_STRING)
-			{
-				snprintf(errbuf, errlen, "Redis refused the tag invalidation: unexpected reply");
-				return false;
-			}
-			fence = L2DeleteFenceName(m->str, m->len, &flen);
-			TwoCacheRedisArg(&cmd, m->str, m->len);
-			TwoCacheRedisArg(&cmd, fence, flen);
-		}
-		if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
-			return false;
-		if (reply->type != TC_REPLY_INTEGER)
-		{
-			refused(conn, reply, "DEL of a tag's members", errbuf, errlen);
-			TwoCacheRedisFreeReplies(1, &reply);
-			return false;
-		}
-		item->deleted += reply->integer;
-		TwoCacheRedisFreeReplies(1, &reply);
-		return true;
-	}
 
 	while (done < nm)
 	{
-		int			nb = Min(nm - done, INVAL_BATCH);
+		int			nb = 0;
 		int			j;
 		bool		ok = true;
 
-		for (j = 0; j < nb; j++)
+		/* up to INVAL_BATCH commands of per_cmd members each */
+		while (done < nm && nb < INVAL_BATCH)
 		{
-			const TcRedisReply *m = scan->element[1 + done + j];
-			size_t		flen;
-			char	   *fence;
+			int			k = Min(per_cmd, nm - done);
+			char	   *nkeys = psprintf("%d", 2 * k);
 
-			if (m->type != TC_REPLY_STRING)
+			TwoCacheRedisCommand(&cmds[nb], "EVAL");
+			TwoCacheRedisArg(&cmds[nb], del_many_script, strlen(del_many_script));
+			TwoCacheRedisArg(&cmds[nb], nkeys, strlen(nkeys));
+			for (j = 0; j < k; j++)
 			{
-				snprintf(errbuf, errlen, "Redis refused the tag invalidation: unexpected reply");
-				return false;
+				const TcRedisReply *m = scan->element[1 + done + j];
+				size_t		flen;
+				char	   *fence;
+
+				if (m->type != TC_REPLY_STRING)
+				{
+					snprintf(errbuf, errlen, "Redis refused the tag invalidation: unexpected reply");
+					return false;
+				}
+				fence = L2DeleteFenceName(m->str, m->len, &flen);
+				TwoCacheRedisArg(&cmds[nb], m->str, m->len);
+				TwoCacheRedisArg(&cmds[nb], fence, flen);
 			}
-			fence = L2DeleteFenceName(m->str, m->len, &flen);
-			TwoCacheRedisCommand(&cmds[j], "EVAL");
-			TwoCacheRedisArg(&cmds[j], del_script, strlen(del_script));
-			TwoCacheRedisArg(&cmds[j], "2", 1);
-			TwoCacheRedisArg(&cmds[j], m->str, m->len);
-			TwoCacheRedisArg(&cmds[j], fence, flen);
+			done += k;
+			nb++;
 		}
 		memset(replies, 0, sizeof(TcRedisReply *) * nb);
 		if (!exec(conn, nb, cmds, replies, errbuf, errlen))
@@ -413,7 +377,7 @@ delete_members(TcRedisConn *conn, const TcRedisReply *scan, int nm, InvalItem *i
 			if (replies[j]->type != TC_REPLY_INTEGER)
 			{
 				if (ok)
-					refused(conn, replies[j], "DEL of a tag's member", errbuf, errlen);
+					refused(conn, replies[j], "DEL of a tag's members", errbuf, errlen);
 				ok = false;
 			}
 			else
@@ -422,7 +386,6 @@ delete_members(TcRedisConn *conn, const TcRedisReply *scan, int nm, InvalItem *i
 		TwoCacheRedisFreeReplies(nb, replies);
 		if (!ok)
 			return false;
-		done += nb;
 	}
 	return true;
 }
@@ -569,7 +532,7 @@ InvalSend(TcRedisConn *conn, const char *channel, InvalItem **items, int n,
 		while (i < n && !items[i]->is_tag && nb < INVAL_BATCH)
 		{
 			TwoCacheRedisCommand(&cmds[2 * nb], "EVAL");
-			TwoCacheRedisArg(&cmds[2 * nb], del_script, strlen(del_script));
+			TwoCacheRedisArg(&cmds[2 * nb], del_many_script, strlen(del_many_script));
 			TwoCacheRedisArg(&cmds[2 * nb], "2", 1);
 			TwoCacheRedisArg(&cmds[2 * nb], items[i]->rkey, items[i]->rkeylen);
 			TwoCacheRedisArg(&cmds[2 * nb], items[i]->fence, items[i]->fencelen);

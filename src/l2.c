@@ -129,6 +129,22 @@ LUA_SET_VALUE_TTL
 "return 1\n";
 
 /*
+ * Lua: add the key ARGV[1] to the tag's set KEYS[1], keeping the set alive
+ * as long as the key (TTL ARGV[2] ms, '0' none).
+ */
+#define LUA_TAG_ADD \
+"local existed = redis.call('EXISTS', KEYS[1])\n" \
+"redis.call('SADD', KEYS[1], ARGV[1])\n" \
+"local ttl = tonumber(ARGV[2])\n" \
+"if ttl == 0 then\n" \
+"  redis.call('PERSIST', KEYS[1])\n" \
+"elseif existed == 0 then\n" \
+"  redis.call('PEXPIRE', KEYS[1], ttl)\n" \
+"else\n" \
+"  redis.call('PEXPIRE', KEYS[1], ttl, 'GT')\n" \
+"end\n"
+
+/*
  * A fill's step on one of its tags (KEYS[1] the tag's set, KEYS[2] its fence,
  * in the same slot): add the key ARGV[1] to the set, keeping the set alive as
  * long as the key (TTL ARGV[2] ms, '0' none), then say how long ago the
@@ -138,16 +154,7 @@ LUA_SET_VALUE_TTL
  * the fence.
  */
 static const char *const tag_check_script =
-"local existed = redis.call('EXISTS', KEYS[1])\n"
-"redis.call('SADD', KEYS[1], ARGV[1])\n"
-"local ttl = tonumber(ARGV[2])\n"
-"if ttl == 0 then\n"
-"  redis.call('PERSIST', KEYS[1])\n"
-"elseif existed == 0 then\n"
-"  redis.call('PEXPIRE', KEYS[1], ttl)\n"
-"else\n"
-"  redis.call('PEXPIRE', KEYS[1], ttl, 'GT')\n"
-"end\n"
+LUA_TAG_ADD
 "local f = redis.call('GET', KEYS[2])\n"
 "if not f then return -1 end\n"
 "local t = redis.call('TIME')\n"
@@ -157,16 +164,7 @@ static const char *const tag_check_script =
 
 /* Add a key to a tag's set, keeping the set alive as long as the key. */
 static const char *const tag_add_script =
-"local existed = redis.call('EXISTS', KEYS[1])\n"
-"redis.call('SADD', KEYS[1], ARGV[1])\n"
-"local ttl = tonumber(ARGV[2])\n"
-"if ttl == 0 then\n"
-"  redis.call('PERSIST', KEYS[1])\n"
-"elseif existed == 0 then\n"
-"  redis.call('PEXPIRE', KEYS[1], ttl)\n"
-"else\n"
-"  redis.call('PEXPIRE', KEYS[1], ttl, 'GT')\n"
-"end\n"
+LUA_TAG_ADD
 "return 1\n";
 
 static char *my_dbname = NULL;

@@ -448,8 +448,7 @@ connect_and_subscribe(WorkerConn *wc)
 	if (wc->sub == NULL)
 		goto fail;
 
-	cmd.argc = 0;
-	TwoCacheRedisArg(&cmd, "SUBSCRIBE", 9);
+	TwoCacheRedisCommand(&cmd, "SUBSCRIBE");
 	TwoCacheRedisArg(&cmd, twocache_channel, strlen(twocache_channel));
 	if (!TwoCacheRedisExec(wc->sub, 1, &cmd, &reply, twocache_redis_timeout,
 						   err, sizeof(err)))

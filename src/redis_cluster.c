@@ -1415,3 +1415,47 @@ TwoCacheClusterSlotsChanged(TcRedisConn *c)
 	}
 	return changed;
 }
+
+static int
+cmp_strings(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/*
+ * Which masters serve the slots of the cluster connection c (loading its
+ * map first if it has none), as one string: their addresses, sorted and
+ * comma-separated (palloc'd).  It changes when a replica takes over from its
+ * master (a failover, which may drop the writes the old master had not
+ * replicated), not when slots move between masters.  NULL with errbuf set
+ * if no map could be loaded.
+ */
+char *
+TwoCacheClusterMastersId(TcRedisConn *c, char *errbuf, size_t errlen)
+{
+	TcRedisCluster *cl = TwoCacheRedisGetCluster(c);
+	const char *addrs[TC_CLUSTER_MAX_NODES];
+	StringInfoData buf;
+	int			n = 0;
+	int			i;
+
+	if (cl == NULL)
+	{
+		snprintf(errbuf, errlen, "not a cluster connection");
+		return NULL;
+	}
+	if (!cl->mapped && !TwoCacheClusterRefresh(c, errbuf, errlen))
+		return NULL;
+	for (i = 0; i < TC_CLUSTER_MAX_NODES; i++)
+	{
+		ClusterNode *node = &cl->nodes[i];
+
+		if (node->used && node->nslots > 0)
+			addrs[n++] = psprintf("%s:%d", node->host, node->port);
+	}
+	qsort(addrs, n, sizeof(const char *), cmp_strings);
+	initStringInfo(&buf);
+	for (i = 0; i < n; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? "," : "", addrs[i]);
+	return buf.data;
+}

@@ -13,6 +13,7 @@
 #    failed), counted in redis_errors, and reads still answer; so is a
 #    missing client certificate.  verify = none accepts any certificate.
 #  - A plain redis:// URL against the TLS port fails cleanly.
+#  - rediss-sentinel://: TLS to a Sentinel and to the master it names.
 use strict;
 use warnings;
 
@@ -20,6 +21,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use TwoCacheRedis;
+use TwoCacheSentinel;
 use TwoCacheTest;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
@@ -126,6 +128,23 @@ ok(poll($node1, q{SELECT NOT subscribed AND last_error <> '' FROM twocache_statu
 	'redis:// against a TLS port fails cleanly');
 ($ret, $out, $err) = $node1->psql('postgres', q{SELECT twocache_set('p', 'v')});
 is($ret . $out, '0t', '... writes apply locally');
+
+# ---------------------------------------------------------------------
+# rediss-sentinel://: TLS to the Sentinels and to the master they name
+# ---------------------------------------------------------------------
+
+my $tls_master = TwoCacheRedis->new(tls => 1, tls_from => $redis);
+my $tls_sentinels = TwoCacheSentinel->new(master => $tls_master, n => 1, quorum => 1);
+like($tls_sentinels->url, qr{^rediss-sentinel://}, '(the Sentinel URL is a TLS one)');
+set_conf($node1, redis_url => $tls_sentinels->url, redis_tls_ca_file => $ca,
+	redis_tls_cert_file => $cert, redis_tls_key_file => $key);
+ok(poll($node1, 'SELECT subscribed FROM twocache_status()'),
+	'node1 subscribes to the master a TLS Sentinel names');
+is( $node1->safe_psql('postgres', q{SELECT redis_node || ' ' || redis_role FROM twocache_status()}),
+	'127.0.0.1:' . $tls_master->port . ' master', 'its status names that master');
+is($node1->safe_psql('postgres', q{SELECT twocache_set('s', 'via sentinel')}), 't',
+	'node1 writes through it');
+like($tls_master->cli('GET', 'db:postgres:s'), qr/via sentinel/, 'the value is on the master');
 
 no_crash_in_log($_) foreach ($node1, $node2);
 $_->stop foreach ($node1, $node2);

@@ -25,6 +25,18 @@
  * SIGHUP reloads the settings and reconnects if the Redis ones changed.  In
  * local mode it only waits for its latch.
  *
+ * With Sentinel (redis_topology.c) it holds a third connection, to a
+ * Sentinel, subscribed to +switch-master, and pings with ROLE: when the
+ * master changes (announced, noticed by the ping, or reported by a backend
+ * that met READONLY) it disconnects, which flushes L1, and connects to the
+ * new master, where it bumps the cache generation once per new replication
+ * ID (inval.c).  With Redis Cluster its command connection is a cluster
+ * connection (redis_cluster.c), its subscription is on one master (a
+ * PUBLISH reaches every node), and at each ping it reloads the slot map:
+ * when a slot changed owner it flushes L1, and when the set of masters
+ * changed (a failover) it bumps the generation.  All its sockets are waited
+ * on in one WaitEventSet, kept while they stay the same.
+ *
  * On a hot standby, an invalidation from its primary (same system
  * identifier) can arrive before the WAL that made it true has been replayed:
  * a fill meanwhile would read the old row.  Such a message carries a WAL

@@ -699,8 +699,9 @@ L2Get(int n, const ArcKey *keys, L2Entry *out)
 bool
 L2Time(const ArcKey *key, L2FillStart *start)
 {
-	TcRedisCommand cmd;
-	TcRedisReply *reply = NULL;
+	TcRedisCommand cmds[2];
+	TcRedisReply *replies[2] = {NULL, NULL};
+	TcRedisReply *reply;
 	char		err[512];
 	size_t		rklen;
 	char	   *rkey = l2_key(key, &rklen);
@@ -708,18 +709,27 @@ L2Time(const ArcKey *key, L2FillStart *start)
 
 	start->redis_us = 0;
 	INSTR_TIME_SET_CURRENT(start->local);
-	TwoCacheRedisCommand(&cmd, "TIME");
-	cmd.route_key = rkey;
-	cmd.route_len = rklen;
-	if (!TwoCacheRedisBackendExec(1, &cmd, &reply, err, sizeof(err)))
+
+	/*
+	 * TIME has no key: it follows the EXISTS of the key before it, so that in
+	 * a cluster whose map this backend has not caught up with yet (a MOVED)
+	 * it is sent again to the key's new owner, whose clock its fence uses.
+	 */
+	TwoCacheRedisCommand(&cmds[0], "EXISTS");
+	TwoCacheRedisArg(&cmds[0], rkey, rklen);
+	TwoCacheRedisCommand(&cmds[1], "TIME");
+	cmds[1].route_key = rkey;
+	cmds[1].route_len = rklen;
+	if (!TwoCacheRedisBackendExec(2, cmds, replies, err, sizeof(err)))
 		return false;
+	reply = replies[1];
 	ok = reply->type == TC_REPLY_ARRAY && reply->elements == 2 &&
 		reply->element[0]->type == TC_REPLY_STRING &&
 		reply->element[1]->type == TC_REPLY_STRING;
 	if (ok)
 		start->redis_us = strtou64(reply->element[0]->str, NULL, 10) * 1000000 +
 			strtou64(reply->element[1]->str, NULL, 10);
-	TwoCacheRedisFreeReplies(1, &reply);
+	TwoCacheRedisFreeReplies(2, replies);
 	return ok;
 }
 

@@ -178,6 +178,7 @@ extern bool TwoCacheRedisIsCluster(TcRedisConn *c);
 extern bool TwoCacheRedisEnabled(void);
 extern bool TwoCacheRedisClusterMode(void);
 extern char *TwoCacheRedisSettings(void);
+extern bool TwoCacheRedisSettingsEqual(const char *saved);
 extern TcRedisConn *TwoCacheRedisConnect(const char *name, char *errbuf, size_t errlen);
 extern TcRedisConn *TwoCacheRedisConnectSubscriber(const char *name, char *errbuf,
 												   size_t errlen);

@@ -89,6 +89,34 @@ TwoCacheRedisSettings(void)
 					twocache_redis_tls_verify);
 }
 
+/*
+ * Does saved (a TwoCacheRedisSettings string) hold the settings in effect?
+ * Allocates nothing: the backend asks before every exchange.
+ */
+bool
+TwoCacheRedisSettingsEqual(const char *saved)
+{
+	const char *parts[4];
+	char		verify[16];
+	const char *p = saved;
+	int			i;
+
+	parts[0] = twocache_redis_url;
+	parts[1] = twocache_redis_tls_ca_file ? twocache_redis_tls_ca_file : "";
+	parts[2] = twocache_redis_tls_cert_file ? twocache_redis_tls_cert_file : "";
+	parts[3] = twocache_redis_tls_key_file ? twocache_redis_tls_key_file : "";
+	for (i = 0; i < 4; i++)
+	{
+		size_t		n = strlen(parts[i]);
+
+		if (strncmp(p, parts[i], n) != 0 || p[n] != '\n')
+			return false;
+		p += n + 1;
+	}
+	snprintf(verify, sizeof(verify), "%d", twocache_redis_tls_verify);
+	return strcmp(p, verify) == 0;
+}
+
 static bool
 parse_url(TcRedisUrl *u, char *errbuf, size_t errlen)
 {
@@ -546,24 +574,20 @@ TwoCacheRedisBackendConn(char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "twocache.redis_url is not set");
 		return NULL;
 	}
-	settings = TwoCacheRedisSettings();
 	if (backend_conn != NULL &&
-		(strcmp(backend_conn_settings, settings) != 0 ||
+		(!TwoCacheRedisSettingsEqual(backend_conn_settings) ||
 		 TwoCacheRedisMasterMoved(backend_conn_epoch)))
 		drop_backend_conn();
 	if (backend_conn != NULL)
-	{
-		pfree(settings);
 		return backend_conn;
-	}
 
 	if (backend_skip_until != 0 && GetCurrentTimestamp() < backend_skip_until)
 	{
-		pfree(settings);
 		snprintf(errbuf, errlen, "Redis is skipped for twocache.redis_retry_interval after a failure");
 		return NULL;
 	}
 	TwoCacheRedisClientName("backend", name, sizeof(name));
+	settings = TwoCacheRedisSettings();
 	backend_conn = connect_data(name, &backend_conn_epoch, errbuf, errlen);
 	if (backend_conn == NULL)
 	{

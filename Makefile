@@ -24,6 +24,7 @@ OBJS = \
 	src/redis.o \
 	src/redis_url.o \
 	src/redis_topology.o \
+	src/redis_slots.o \
 	src/redis_cluster.o \
 	src/message.o \
 	src/l2.o \

@@ -155,10 +155,12 @@ extern bool TwoCacheRedisReceive(TcRedisConn *c, int n, TcRedisReply **replies,
 extern TcRedisConn *TwoCacheRedisClusterConn(TcRedisCluster *cl);
 extern TcRedisCluster *TwoCacheRedisGetCluster(TcRedisConn *c);
 
-/* redis_cluster.c: Redis Cluster, slots and redirects */
+/* redis_slots.c: key slots */
 extern uint16 TwoCacheClusterCrc16(const char *buf, size_t len);
 extern int	TwoCacheClusterKeySlot(const char *key, size_t len);
 extern const char *TwoCacheClusterSlotTag(int slot);
+
+/* redis_cluster.c: Redis Cluster, the slot map and redirects */
 extern TcRedisConn *TwoCacheClusterConnect(const TcRedisUrl *u, const char *name,
 										   int timeout_ms, char *errbuf, size_t errlen);
 extern TcRedisConn *TwoCacheClusterConnectSubscriber(const TcRedisUrl *u, const char *name,

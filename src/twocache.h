@@ -8,7 +8,8 @@
  * its in-flight fetches (flight.c) and one LWLock.  fetch.c runs fetch
  * queries through SPI, l2.c is the Redis layer over the connections of
  * redis.c (one node: transport, TLS, protocol), redis_topology.c (which
- * node: a single Redis, Sentinel) and redis_cluster.c (Redis Cluster),
+ * node: a single Redis, Sentinel) and redis_cluster.c (Redis Cluster; key
+ * slots in redis_slots.c),
  * inval.c owns deletes and tag invalidations (here and on every server),
  * worker.c applies other servers' messages, and funcs.c is the SQL surface.
  *

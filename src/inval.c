@@ -888,10 +888,9 @@ bump_generation(TcRedisConn *conn, const char *channel, char *errbuf,
 }
 
 /*
- * Lua: the generation (KEYS[1]) as seen by a worker connected to a dataset
- * whose identity is ARGV[1] (a Sentinel master's replication ID, or the
- * masters of a cluster); the identity last seen is in KEYS[2].  A new one
- * means a failover (or a master that lost its data): the generation is
+ * Lua: the generation (KEYS[1]) as seen by a worker connected to a master
+ * whose replication ID is ARGV[1]; the ID last seen is in KEYS[2].  A new
+ * ID means a failover (or a master that lost its data): the generation is
  * bumped then, once however many servers notice, and {generation, 1}
  * returned; else {generation, 0}.
  */
@@ -926,55 +925,38 @@ parse_replid(const TcRedisReply *reply, char *buf, size_t len)
 /*
  * Read the generation from Redis on conn (the worker, when it connects)
  * and take it as seen.  With follow_dataset (Sentinel), first compare the
- * master's replication ID with the one last seen, and on a cluster
- * connection the set of masters (TwoCacheClusterMastersId): a failover may
- * have dropped the last writes the old master acknowledged (deletes among
- * them), so a new one bumps the generation and nothing written before is
- * trusted by any server (the 'g' message tells them).  The identity last
- * seen is kept in <prefix>generation:dataset{<t>}, in the slot of the
- * generation.  Returns false if Redis failed.
+ * master's replication ID with the one last seen: a failover may have
+ * dropped the last writes the old master acknowledged (deletes among them),
+ * so a new ID bumps the generation and nothing written before is trusted by
+ * any server (the 'g' message tells them).  Returns false if Redis failed.
  */
 bool
 InvalGenerationRefresh(TcRedisConn *conn, bool follow_dataset, const char *channel,
 					   char *errbuf, size_t errlen)
 {
-	char	   *cluster_id = NULL;
 	TcRedisCommand cmd;
 	TcRedisReply *reply = NULL;
 	size_t		klen;
 	char	   *k = generation_key(&klen);
 	uint64		generation = 0;
 
-	if (conn != NULL && TwoCacheRedisIsCluster(conn))
-	{
-		cluster_id = TwoCacheClusterMastersId(conn, errbuf, errlen);
-		if (cluster_id == NULL)
-			return false;
-		follow_dataset = true;
-	}
 	if (follow_dataset)
 	{
-		char		replid[TC_CLUSTER_MAX_NODES * 300];
-		char	   *seen = psprintf("%sgeneration:dataset{%s}", twocache_key_prefix,
-									TwoCacheClusterSlotTag(TwoCacheClusterKeySlot(k, klen)));
+		char		replid[64];
+		char	   *seen = psprintf("%sgeneration:replid", twocache_key_prefix);
 		bool		bumped;
 
-		if (cluster_id != NULL)
-			strlcpy(replid, cluster_id, sizeof(replid));
-		else
+		TwoCacheRedisCommand(&cmd, "INFO");
+		TwoCacheRedisArg(&cmd, "replication", 11);
+		if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+			return false;
+		if (!parse_replid(reply, replid, sizeof(replid)))
 		{
-			TwoCacheRedisCommand(&cmd, "INFO");
-			TwoCacheRedisArg(&cmd, "replication", 11);
-			if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
-				return false;
-			if (!parse_replid(reply, replid, sizeof(replid)))
-			{
-				refused(conn, reply, "INFO replication", errbuf, errlen);
-				TwoCacheRedisFreeReplies(1, &reply);
-				return false;
-			}
+			refused(conn, reply, "INFO replication", errbuf, errlen);
 			TwoCacheRedisFreeReplies(1, &reply);
+			return false;
 		}
+		TwoCacheRedisFreeReplies(1, &reply);
 
 		TwoCacheRedisCommand(&cmd, "EVAL");
 		TwoCacheRedisArg(&cmd, dataset_script, strlen(dataset_script));
@@ -1002,9 +984,7 @@ InvalGenerationRefresh(TcRedisConn *conn, bool follow_dataset, const char *chann
 			return true;
 		}
 		ereport(LOG,
-				(errmsg("twocache: the Redis %s; bumped the cache generation to %llu",
-						cluster_id != NULL ? "Cluster has other masters" :
-						"master has a new replication ID",
+				(errmsg("twocache: the Redis master has a new replication ID; bumped the cache generation to %llu",
 						(unsigned long long) generation)));
 		return publish_generation(conn, channel, generation, errbuf, errlen);
 	}

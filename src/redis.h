@@ -173,7 +173,6 @@ extern void TwoCacheClusterFree(TcRedisCluster *cl);
 extern const char *TwoCacheClusterTarget(TcRedisCluster *cl);
 extern bool TwoCacheClusterRefresh(TcRedisConn *c, char *errbuf, size_t errlen);
 extern bool TwoCacheClusterSlotsChanged(TcRedisConn *c);
-extern char *TwoCacheClusterMastersId(TcRedisConn *c, char *errbuf, size_t errlen);
 extern bool TwoCacheRedisIsCluster(TcRedisConn *c);
 
 /* redis_topology.c: which node, and the connections kept to it */

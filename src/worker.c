@@ -957,12 +957,6 @@ ping(WorkerConn *wc)
 			ereport(LOG,
 					(errmsg("twocache worker: a Redis Cluster slot changed owner; flushed %llu local cache entries",
 							(unsigned long long) flushed)));
-			/* a failover (other masters) bumps the generation, once */
-			if (!InvalGenerationRefresh(wc->cmd, false, wc->channel, err, sizeof(err)))
-			{
-				state_error(err);
-				ok = false;
-			}
 		}
 	}
 	return ok;

@@ -837,6 +837,38 @@ publish_generation(TcRedisConn *conn, const char *channel, uint64 generation,
 }
 
 /*
+ * Bump the generation in Redis (INCR) and tell every server: nothing written
+ * before is trusted any more (the worker, after a Redis Cluster failover).
+ * Returns false with errbuf set if Redis failed.
+ */
+bool
+InvalGenerationBump(TcRedisConn *conn, const char *channel, char *errbuf, size_t errlen)
+{
+	TcRedisCommand cmd;
+	TcRedisReply *reply = NULL;
+	size_t		klen;
+	char	   *k = generation_key(&klen);
+	uint64		generation;
+
+	TwoCacheRedisCommand(&cmd, "INCR");
+	TwoCacheRedisArg(&cmd, k, klen);
+	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+		return false;
+	if (reply->type != TC_REPLY_INTEGER || reply->integer <= 0)
+	{
+		refused(conn, reply, "INCR of the cache generation", errbuf, errlen);
+		TwoCacheRedisFreeReplies(1, &reply);
+		return false;
+	}
+	generation = (uint64) reply->integer;
+	TwoCacheRedisFreeReplies(1, &reply);
+	ereport(LOG,
+			(errmsg("twocache: a Redis Cluster replica took over from its master; bumped the cache generation to %llu",
+					(unsigned long long) generation)));
+	return publish_generation(conn, channel, generation, errbuf, errlen);
+}
+
+/*
  * After an overflow: bump the generation in Redis (INCR) and tell every
  * server ('g' message, its key field the new generation); then drop the
  * queue entries it supersedes (those queued before the bump).

@@ -55,6 +55,8 @@ extern bool InvalL2Withheld(const ArcKey *key, const ArcTags *tags,
 							uint64 generation);
 extern uint64 InvalGeneration(void);
 extern void InvalQueueOverflow(void);
+extern bool InvalGenerationBump(TcRedisConn *conn, const char *channel,
+								char *errbuf, size_t errlen);
 extern bool InvalGenerationRefresh(TcRedisConn *conn, bool follow_dataset,
 								   const char *channel, char *errbuf, size_t errlen);
 extern void InvalGenerationSeen(uint64 generation);

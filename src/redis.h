@@ -172,7 +172,7 @@ extern bool TwoCacheClusterExec(TcRedisCluster *cl, int ncmds, const TcRedisComm
 extern void TwoCacheClusterFree(TcRedisCluster *cl);
 extern const char *TwoCacheClusterTarget(TcRedisCluster *cl);
 extern bool TwoCacheClusterRefresh(TcRedisConn *c, char *errbuf, size_t errlen);
-extern bool TwoCacheClusterSlotsChanged(TcRedisConn *c);
+extern bool TwoCacheClusterSlotsChanged(TcRedisConn *c, bool *failover);
 extern bool TwoCacheRedisIsCluster(TcRedisConn *c);
 
 /* redis_topology.c: which node, and the connections kept to it */

@@ -75,12 +75,16 @@
 #include "twocache.h"
 
 /* One master of the map (or the target of an ASK) */
+#define MAX_REPLICAS_SEEN	8	/* replicas of a master the map remembers */
+
 typedef struct ClusterNode
 {
 	bool		used;			/* this entry names a node */
 	char		host[256];
 	int			port;
 	int			nslots;			/* slots it owns in the map */
+	int			nreplicas;		/* its replicas in the map, as address_hash */
+	uint32		replicas[MAX_REPLICAS_SEEN];
 	bool		inflight;		/* sent to, replies not read yet */
 	TcRedisConn *conn;			/* NULL until needed, or after a failure */
 } ClusterNode;
@@ -356,7 +360,19 @@ typedef struct MapMaster
 {
 	char		host[256];
 	int			port;
+	int			nreplicas;
+	uint32		replicas[MAX_REPLICAS_SEEN];
 } MapMaster;
+
+/* A node's address as a hash (never 0), to compare maps cheaply. */
+static uint32
+address_hash(const char *host, int port)
+{
+	char		target[TC_REDIS_TARGET_LEN];
+
+	TwoCacheRedisHostTarget(host, port, target, sizeof(target));
+	return hash_bytes((const unsigned char *) target, strlen(target)) | 1;
+}
 
 /*
  * Parse a reply to CLUSTER SLOTS from the node at asked_host into map
@@ -429,7 +445,32 @@ parse_slots(const TcRedisReply *r, const char *asked_host, int16 *map,
 			}
 			strlcpy(masters[i].host, host, sizeof(masters[i].host));
 			masters[i].port = port;
+			masters[i].nreplicas = 0;
 			(*nmasters)++;
+		}
+		/* the replicas of the range: [host, port, id, ...] each */
+		{
+			size_t		k;
+
+			for (k = 3; k < range->elements; k++)
+			{
+				const TcRedisReply *rp = range->element[k];
+				uint32		h;
+				int			j;
+
+				if (rp->type != TC_REPLY_ARRAY || rp->elements < 2 ||
+					rp->element[0]->type != TC_REPLY_STRING ||
+					rp->element[1]->type != TC_REPLY_INTEGER)
+					continue;
+				h = address_hash(rp->element[0]->str[0] != '\0' ?
+								 rp->element[0]->str : asked_host,
+								 (int) rp->element[1]->integer);
+				for (j = 0; j < masters[i].nreplicas; j++)
+					if (masters[i].replicas[j] == h)
+						break;
+				if (j == masters[i].nreplicas && j < MAX_REPLICAS_SEEN)
+					masters[i].replicas[masters[i].nreplicas++] = h;
+			}
 		}
 		for (s = (int) start; s <= (int) end; s++)
 		{
@@ -483,6 +524,9 @@ apply_map(TcRedisCluster *cl, const int16 *map, const MapMaster *masters, int nm
 			index_of[i] = node_add(cl, masters[i].host, masters[i].port);
 		Assert(index_of[i] >= 0);	/* nmasters <= TC_CLUSTER_MAX_NODES */
 		cl->nodes[index_of[i]].nslots = 0;
+		cl->nodes[index_of[i]].nreplicas = masters[i].nreplicas;
+		memcpy(cl->nodes[index_of[i]].replicas, masters[i].replicas,
+			   sizeof(uint32) * masters[i].nreplicas);
 	}
 	for (s = 0; s < TC_CLUSTER_SLOTS; s++)
 	{
@@ -1224,21 +1268,31 @@ TwoCacheClusterRefresh(TcRedisConn *c, char *errbuf, size_t errlen)
 
 /*
  * The owner of each slot as this process saw it at its last call of
- * TwoCacheClusterSlotsChanged, whatever connection it was seen on, as a hash
- * of its host:port (0: unknown).  So a change is seen even when the
- * connection that had the old map was dropped since and another made.
- * Allocated at the first call (only the worker asks).
+ * TwoCacheClusterSlotsChanged, whatever connection it was seen on, as an
+ * address_hash (0: unknown), and that owner's replicas then.  So a change
+ * is seen even when the connection that had the old map was dropped since
+ * and another made.  Allocated at the first call (only the worker asks).
  */
-static uint32 *seen_owner = NULL;
+typedef struct SeenSlot
+{
+	uint32		owner;
+	int			nreplicas;
+	uint32		replicas[MAX_REPLICAS_SEEN];
+} SeenSlot;
+
+static SeenSlot *seen = NULL;
 
 /*
  * Has a slot changed owner since the last call in this process: seen by a
  * redirect or a refresh of c's map, or between the map of the last call
- * (on any connection) and c's?  The first map is no change.  Always false
+ * (on any connection) and c's?  The first map is no change.  *failover
+ * (if not NULL) says whether a slot's new owner was a replica of its old
+ * one then: a failover, which may have dropped writes the old master had
+ * acknowledged, rather than slots moving between masters.  Always false
  * for a single-node connection.
  */
 bool
-TwoCacheClusterSlotsChanged(TcRedisConn *c)
+TwoCacheClusterSlotsChanged(TcRedisConn *c, bool *failover)
 {
 	TcRedisCluster *cl = TwoCacheRedisGetCluster(c);
 	uint32		owner[TC_CLUSTER_MAX_NODES];
@@ -1246,32 +1300,42 @@ TwoCacheClusterSlotsChanged(TcRedisConn *c)
 	int			i;
 	int			s;
 
+	if (failover != NULL)
+		*failover = false;
 	if (cl == NULL)
 		return false;
 	changed = cl->changed;
 	cl->changed = false;
 	if (!cl->mapped)
 		return changed;
-	if (seen_owner == NULL)
-		seen_owner = MemoryContextAllocZero(TopMemoryContext,
-											sizeof(uint32) * TC_CLUSTER_SLOTS);
+	if (seen == NULL)
+		seen = MemoryContextAllocZero(TopMemoryContext, sizeof(SeenSlot) * TC_CLUSTER_SLOTS);
 	for (i = 0; i < TC_CLUSTER_MAX_NODES; i++)
 	{
-		char		target[TC_REDIS_TARGET_LEN];
-
-		if (!cl->nodes[i].used)
-			continue;
-		node_target(&cl->nodes[i], target, sizeof(target));
-		owner[i] = hash_bytes((const unsigned char *) target, strlen(target)) | 1;
+		if (cl->nodes[i].used)
+			owner[i] = address_hash(cl->nodes[i].host, cl->nodes[i].port);
 	}
 	for (s = 0; s < TC_CLUSTER_SLOTS; s++)
 	{
+		SeenSlot   *ss = &seen[s];
+		ClusterNode *n;
+
 		i = cl->slot_node[s];
 		if (i < 0)
 			continue;
-		if (seen_owner[s] != 0 && seen_owner[s] != owner[i])
+		n = &cl->nodes[i];
+		if (ss->owner != 0 && ss->owner != owner[i])
+		{
+			int			j;
+
 			changed = true;
-		seen_owner[s] = owner[i];
+			for (j = 0; j < ss->nreplicas && failover != NULL; j++)
+				if (ss->replicas[j] == owner[i])
+					*failover = true;
+		}
+		ss->owner = owner[i];
+		ss->nreplicas = n->nreplicas;
+		memcpy(ss->replicas, n->replicas, sizeof(uint32) * n->nreplicas);
 	}
 	return changed;
 }

@@ -947,9 +947,11 @@ ping(WorkerConn *wc)
 	 */
 	if (ok && TwoCacheRedisIsCluster(wc->cmd))
 	{
+		bool		failover;
+
 		if (!TwoCacheClusterRefresh(wc->cmd, err, sizeof(err)))
 			state_error(err);
-		if (TwoCacheClusterSlotsChanged(wc->cmd))
+		if (TwoCacheClusterSlotsChanged(wc->cmd, &failover))
 		{
 			uint64		flushed = TwoCacheFlushLocal();
 
@@ -957,6 +959,18 @@ ping(WorkerConn *wc)
 			ereport(LOG,
 					(errmsg("twocache worker: a Redis Cluster slot changed owner; flushed %llu local cache entries",
 							(unsigned long long) flushed)));
+
+			/*
+			 * A replica took over: what its master acknowledged and did not
+			 * replicate (deletes among it) is lost, so nothing written before
+			 * is trusted (each server that sees it bumps; a few bumps cost a
+			 * few misses).
+			 */
+			if (failover && !InvalGenerationBump(wc->cmd, wc->channel, err, sizeof(err)))
+			{
+				state_error(err);
+				ok = false;
+			}
 		}
 	}
 	return ok;

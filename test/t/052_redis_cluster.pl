@@ -94,11 +94,14 @@ sub session
 	return $node->background_psql('postgres', on_error_stop => 0);
 }
 
-# The value of a Redis key, from the master that serves it now.
+# The value of a Redis key, from the master that serves it now, without
+# the generation it was written in (G<n>:, once the generation was bumped).
 sub redis_get
 {
 	my ($key) = @_;
-	return $cluster->node_for_key($key)->command('GET', $key);
+	my $v = $cluster->node_for_key($key)->command('GET', $key);
+	$v =~ s/^G\d+:// if defined $v;
+	return $v;
 }
 
 # CRC16 (XMODEM) and the fence of a key's slot, as l2.c names it: for each
@@ -535,6 +538,9 @@ SELECT 'done';}
 		push @load, [ $h, \$out, \$err ];
 	}
 
+	# a value written before the failover: a miss after it (it may be lost)
+	is($node1->safe_psql('postgres', q{SELECT twocache_set('prefailover', 'old')}), 't',
+		'node1: writes a key before the failover');
 	my $off1 = log_offset($node1);
 	my $off2 = log_offset($node2);
 	my $old = $cluster->node_for_key('db:postgres:load1');
@@ -561,6 +567,12 @@ SELECT 'done';}
 	my $flushed = qr/(a Redis Cluster slot changed owner|twocache worker unsubscribed); flushed/;
 	ok(wait_log($node1, $flushed, $off1) && wait_log($node2, $flushed, $off2),
 		'both workers saw the change of owner (or lost their subscription) and flushed L1');
+	my $bumped = qr/a Redis Cluster replica took over from its master; bumped the cache generation/;
+	ok(wait_log($node1, $bumped, $off1) || wait_log($node2, $bumped, $off2),
+		'a worker saw a failover and bumped the cache generation');
+	# (node2 never read it: not in its L1, so this reads Redis)
+	ok(poll($node2, q{SELECT twocache_get('prefailover') IS NULL}),
+		'node2: a value written before the failover is a miss');
 	$node2->safe_psql('postgres', 'SELECT twocache_flush_local()');
 	is($node2->safe_psql('postgres', read_all_sql('load', 29)), expected('z', 29),
 		'node2: reads them after the failover');
@@ -610,7 +622,7 @@ FROM twocache_status()}),
 		'node1: writes keys over TLS');
 	my @bad = grep {
 		my $k = "db:postgres:t$_";
-		($tls->node_for_key($k)->command('GET', $k) // '') ne "vt$_"
+		(($tls->node_for_key($k)->command('GET', $k) // '') =~ s/^G\d+://r) ne "vt$_"
 	} 1 .. $NKEYS;
 	is(scalar(@bad), 0, 'each on the master of its slot') or diag "bad: @bad";
 	$node1->safe_psql('postgres', 'SELECT twocache_flush_local()');

@@ -836,19 +836,14 @@ publish_generation(TcRedisConn *conn, const char *channel, uint64 generation,
 	return true;
 }
 
-/*
- * Bump the generation in Redis (INCR) and tell every server: nothing written
- * before is trusted any more (the worker, after a Redis Cluster failover).
- * Returns false with errbuf set if Redis failed.
- */
-bool
-InvalGenerationBump(TcRedisConn *conn, const char *channel, char *errbuf, size_t errlen)
+/* INCR the generation in Redis: the new one in *generation. */
+static bool
+incr_generation(TcRedisConn *conn, uint64 *generation, char *errbuf, size_t errlen)
 {
 	TcRedisCommand cmd;
 	TcRedisReply *reply = NULL;
 	size_t		klen;
 	char	   *k = generation_key(&klen);
-	uint64		generation;
 
 	TwoCacheRedisCommand(&cmd, "INCR");
 	TwoCacheRedisArg(&cmd, k, klen);
@@ -860,8 +855,23 @@ InvalGenerationBump(TcRedisConn *conn, const char *channel, char *errbuf, size_t
 		TwoCacheRedisFreeReplies(1, &reply);
 		return false;
 	}
-	generation = (uint64) reply->integer;
+	*generation = (uint64) reply->integer;
 	TwoCacheRedisFreeReplies(1, &reply);
+	return true;
+}
+
+/*
+ * Bump the generation in Redis (INCR) and tell every server: nothing written
+ * before is trusted any more (the worker, after a Redis Cluster failover).
+ * Returns false with errbuf set if Redis failed.
+ */
+bool
+InvalGenerationBump(TcRedisConn *conn, const char *channel, char *errbuf, size_t errlen)
+{
+	uint64		generation;
+
+	if (!incr_generation(conn, &generation, errbuf, errlen))
+		return false;
 	ereport(LOG,
 			(errmsg("twocache: a Redis Cluster replica took over from its master; bumped the cache generation to %llu",
 					(unsigned long long) generation)));
@@ -877,10 +887,6 @@ static bool
 bump_generation(TcRedisConn *conn, const char *channel, char *errbuf,
 				size_t errlen)
 {
-	TcRedisCommand cmd;
-	TcRedisReply *reply = NULL;
-	size_t		klen;
-	char	   *k = generation_key(&klen);
 	uint64		generation;
 	int			nseen;
 	int			i;
@@ -889,18 +895,8 @@ bump_generation(TcRedisConn *conn, const char *channel, char *errbuf,
 	nseen = queue->n;
 	LWLockRelease(queue->lock);
 
-	TwoCacheRedisCommand(&cmd, "INCR");
-	TwoCacheRedisArg(&cmd, k, klen);
-	if (!exec(conn, 1, &cmd, &reply, errbuf, errlen))
+	if (!incr_generation(conn, &generation, errbuf, errlen))
 		return false;
-	if (reply->type != TC_REPLY_INTEGER || reply->integer <= 0)
-	{
-		refused(conn, reply, "INCR of the cache generation", errbuf, errlen);
-		TwoCacheRedisFreeReplies(1, &reply);
-		return false;
-	}
-	generation = (uint64) reply->integer;
-	TwoCacheRedisFreeReplies(1, &reply);
 	if (!publish_generation(conn, channel, generation, errbuf, errlen))
 		return false;
 

@@ -33,12 +33,13 @@ OBJS = \
 	src/funcs.o
 
 DATA = sql/twocache--1.0.sql sql/twocache--1.1.sql sql/twocache--1.0--1.1.sql sql/twocache--1.1--1.2.sql \
-	sql/twocache--1.2.sql sql/twocache--1.2--1.3.sql sql/twocache--1.3.sql
+	sql/twocache--1.2.sql sql/twocache--1.2--1.3.sql sql/twocache--1.3.sql \
+	sql/twocache--1.3--1.4.sql sql/twocache--1.4.sql
 PGFILEDESC = "twocache - two-layer cache for PostgreSQL"
 
 # pg_regress topics, for "make installcheck" against a server that preloads
 # twocache; "make test" runs them on temporary servers of its own.
-REGRESS = api ttl negative errors settings stats privileges bad_input tags auto_tag limits role_scope output_settings sizes script_security upgrade
+REGRESS = api ttl negative errors settings stats privileges bad_input tags auto_tag limits role_scope output_settings sizes script_security upgrade batch
 REGRESS_OPTS = --load-extension=twocache --temp-config=$(srcdir)/test/twocache.conf
 
 PG_CONFIG ?= pg_config

@@ -31,7 +31,8 @@ GRANT EXECUTE ON FUNCTION
 	twocache_exists(text),
 	twocache_ttl(text)
 TO regress_twocache_reader, regress_twocache_filler;
-GRANT EXECUTE ON FUNCTION twocache_get(text, text, interval, text[])
+GRANT EXECUTE ON FUNCTION twocache_get(text, text, interval, text[], text[]),
+	twocache_mget(text[], text, interval, text[], text[])
 TO regress_twocache_filler;
 GRANT EXECUTE ON FUNCTION
 	twocache_set(text, text, interval, text, text[]),
@@ -76,6 +77,11 @@ SELECT twocache_get('priv:b', NULL);
 SELECT twocache_get('priv:b') IS NULL AS not_filled;
 SELECT twocache_exists('priv:a'), twocache_ttl('priv:a');
 SELECT * FROM twocache_mget(ARRAY['priv:a', 'priv:b']) ORDER BY key;
+-- the batch form fills: not a reader's
+SELECT * FROM twocache_mget(ARRAY['priv:c'], 'SELECT k, ''gamma'' FROM unnest($1) k');
+\echo :LAST_ERROR_SQLSTATE
+SELECT twocache_get('priv:p', 'SELECT $1', params => ARRAY['p']);
+\echo :LAST_ERROR_SQLSTATE
 SELECT key FROM twocache_entries();
 \echo :LAST_ERROR_SQLSTATE
 SELECT l1_hits, fetches FROM twocache_stats();
@@ -85,6 +91,8 @@ RESET ROLE;
 SET ROLE regress_twocache_filler;
 SELECT twocache_get('priv:b', 'SELECT ''beta''');
 SELECT * FROM twocache_mget(ARRAY['priv:a', 'priv:b']) ORDER BY key;
+SELECT * FROM twocache_mget(ARRAY['priv:a', 'priv:c'], 'SELECT k, ''gamma'' FROM unnest($1) k')
+ORDER BY key;
 -- writers: 42501
 SELECT twocache_set('priv:a', 'changed');
 \echo :LAST_ERROR_SQLSTATE
@@ -173,7 +181,7 @@ DROP ROLE regress_twocache_filler;
 DROP ROLE regress_twocache_writer;
 -- PUBLIC still may not read, fill or write
 SELECT has_function_privilege('public', 'twocache_get(text)', 'EXECUTE') AS public_may_read,
-	   has_function_privilege('public', 'twocache_get(text, text, interval, text[])', 'EXECUTE')
+	   has_function_privilege('public', 'twocache_get(text, text, interval, text[], text[])', 'EXECUTE')
 		AS public_may_fill,
 	   has_function_privilege('public', 'twocache_set(text, text, interval, text, text[])', 'EXECUTE')
 		AS public_may_set;

@@ -31,7 +31,7 @@ CREATE ROLE regress_twocache_alice;
 CREATE ROLE regress_twocache_bob;
 GRANT EXECUTE ON FUNCTION
 	twocache_get(text),
-	twocache_get(text, text, interval, text[]),
+	twocache_get(text, text, interval, text[], text[]),
 	twocache_mget(text[]),
 	twocache_exists(text),
 	twocache_ttl(text),

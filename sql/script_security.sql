@@ -168,8 +168,8 @@ SELECT extversion FROM pg_extension WHERE extname OPERATOR(pg_catalog.=) 'twocac
 SELECT * FROM regress_attack_fired;
 
 --
--- 1.0, then ALTER EXTENSION UPDATE through 1.0--1.1, 1.1--1.2 and
--- 1.2--1.3, with grants to copy (so the copying loops run)
+-- 1.0, then ALTER EXTENSION UPDATE through 1.0--1.1, 1.1--1.2, 1.2--1.3
+-- and 1.3--1.4, with grants to copy (so the copying loops run)
 --
 DROP EXTENSION twocache;
 CREATE EXTENSION twocache VERSION '1.0';
@@ -184,7 +184,7 @@ SELECT * FROM regress_attack_fired;
 -- and the grants were copied all the same
 SELECT has_function_privilege('regress_attack_app', 'twocache_get(text)',
 							  'EXECUTE WITH GRANT OPTION') AS app_lookup,
-	   has_function_privilege('regress_attack_app', 'twocache_get(text, text, interval, text[])',
+	   has_function_privilege('regress_attack_app', 'twocache_get(text, text, interval, text[], text[])',
 							  'EXECUTE WITH GRANT OPTION') AS app_fill,
 	   has_function_privilege('regress_attack_app', 'twocache_set(text, text, interval, text, text[])',
 							  'EXECUTE') AS app_set,
@@ -192,7 +192,7 @@ SELECT has_function_privilege('regress_attack_app', 'twocache_get(text)',
 
 --
 -- 1.1 (the flat twocache--1.1.sql), then ALTER EXTENSION UPDATE through
--- 1.1--1.2 and 1.2--1.3
+-- 1.1--1.2, 1.2--1.3 and 1.3--1.4
 --
 DROP EXTENSION twocache;
 CREATE EXTENSION twocache VERSION '1.1';
@@ -202,9 +202,9 @@ ALTER EXTENSION twocache UPDATE;
 SELECT extversion FROM pg_extension WHERE extname OPERATOR(pg_catalog.=) 'twocache'::name;
 SELECT * FROM regress_attack_fired;
 SELECT has_function_privilege('regress_attack_app', 'twocache_get(text)', 'EXECUTE') AS app_lookup,
-	   has_function_privilege('regress_attack_app', 'twocache_get(text, text, interval, text[])',
+	   has_function_privilege('regress_attack_app', 'twocache_get(text, text, interval, text[], text[])',
 							  'EXECUTE') AS app_fill,
-	   has_function_privilege('public', 'twocache_get(text, text, interval, text[])',
+	   has_function_privilege('public', 'twocache_get(text, text, interval, text[], text[])',
 							  'EXECUTE') AS public_fill;
 
 --

@@ -1,11 +1,13 @@
 --
--- ALTER EXTENSION twocache UPDATE to 1.3, from 1.0, 1.1 and 1.2: the same
--- functions, labels, comments and PUBLIC privileges as a fresh 1.3 install;
+-- ALTER EXTENSION twocache UPDATE to the default version (1.4), from 1.0,
+-- 1.1, 1.2 and 1.3: the same functions, labels, comments and PUBLIC
+-- privileges as a fresh install;
 -- roles granted EXECUTE on the old twocache_get get both new forms, PUBLIC
 -- does not (1.2); the privileges set on twocache_status carry over to the
 -- new one as they were, PUBLIC's and grant options included (1.3);
 -- twocache_status() answers at every version with that version's columns;
--- the cache survives.  (Runs last: it drops and recreates the extension.)
+-- grants on the read-through twocache_get reach its 1.4 form and the batch
+-- form (1.4); the cache survives.  (Runs last: it drops and recreates the extension.)
 --
 SELECT extversion FROM pg_extension WHERE extname = 'twocache';
 -- the shape of the installed extension's functions
@@ -19,15 +21,24 @@ FROM pg_depend d
 JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
 JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
 WHERE e.extname = 'twocache';
-CREATE TEMP TABLE fresh_1_3 AS SELECT * FROM twocache_shape;
+CREATE TEMP TABLE fresh_install AS SELECT * FROM twocache_shape;
+-- the initial privileges a fresh install records (what pg_dump leaves out)
+CREATE TEMP VIEW twocache_init_privs AS
+SELECT p.oid::regprocedure::text AS fn, i.initprivs::text AS initprivs
+FROM pg_depend d
+JOIN pg_extension e ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+LEFT JOIN pg_init_privs i ON i.objoid = p.oid AND i.classoid = 'pg_proc'::regclass
+WHERE e.extname = 'twocache';
+CREATE TEMP TABLE fresh_init_privs AS SELECT * FROM twocache_init_privs;
 -- what differs from the fresh install (EXCEPT: NULLs compare equal)
 CREATE TEMP VIEW twocache_shape_diff AS
-(SELECT 'now' AS side, * FROM twocache_shape EXCEPT SELECT 'now', * FROM fresh_1_3)
+(SELECT 'now' AS side, * FROM twocache_shape EXCEPT SELECT 'now', * FROM fresh_install)
 UNION ALL
-(SELECT 'fresh', * FROM fresh_1_3 EXCEPT SELECT 'fresh', * FROM twocache_shape);
-SELECT count(*) AS functions FROM fresh_1_3;
+(SELECT 'fresh', * FROM fresh_install EXCEPT SELECT 'fresh', * FROM twocache_shape);
+SELECT count(*) AS functions FROM fresh_install;
 -- PUBLIC may run the monitoring functions only
-SELECT fn FROM fresh_1_3 WHERE public_execute ORDER BY fn;
+SELECT fn FROM fresh_install WHERE public_execute ORDER BY fn;
 
 -- who may run twocache_status() besides its owner, granted by whom; and
 -- whether initial privileges (pg_init_privs, what pg_dump leaves out) are
@@ -95,9 +106,9 @@ SELECT * FROM twocache_status_init_privs;
 -- too); grants on functions that stay, stay; PUBLIC has neither form
 SELECT r AS role,
 	   has_function_privilege(r, 'twocache_get(text)', 'EXECUTE') AS lookup,
-	   has_function_privilege(r, 'twocache_get(text, text, interval, text[])', 'EXECUTE') AS fill,
+	   has_function_privilege(r, 'twocache_get(text, text, interval, text[], text[])', 'EXECUTE') AS fill,
 	   has_function_privilege(r, 'twocache_get(text)', 'EXECUTE WITH GRANT OPTION') AS lookup_grant,
-	   has_function_privilege(r, 'twocache_get(text, text, interval, text[])',
+	   has_function_privilege(r, 'twocache_get(text, text, interval, text[], text[])',
 							  'EXECUTE WITH GRANT OPTION') AS fill_grant,
 	   has_function_privilege(r, 'twocache_set(text, text, interval, text, text[])', 'EXECUTE') AS may_set,
 	   has_function_privilege(r, 'twocache_mget(text[])', 'EXECUTE') AS may_mget,
@@ -192,9 +203,9 @@ SELECT * FROM twocache_status_privs;
 
 SELECT r AS role,
 	   has_function_privilege(r, 'twocache_get(text)', 'EXECUTE') AS lookup,
-	   has_function_privilege(r, 'twocache_get(text, text, interval, text[])', 'EXECUTE') AS fill,
+	   has_function_privilege(r, 'twocache_get(text, text, interval, text[], text[])', 'EXECUTE') AS fill,
 	   has_function_privilege(r, 'twocache_get(text)', 'EXECUTE WITH GRANT OPTION') AS lookup_grant,
-	   has_function_privilege(r, 'twocache_get(text, text, interval, text[])',
+	   has_function_privilege(r, 'twocache_get(text, text, interval, text[], text[])',
 							  'EXECUTE WITH GRANT OPTION') AS fill_grant,
 	   has_function_privilege(r, 'twocache_entries()', 'EXECUTE') AS may_entries,
 	   has_function_privilege(r, 'twocache_track(regclass)', 'EXECUTE') AS may_track,
@@ -253,17 +264,17 @@ SELECT * FROM twocache_status_init_privs;
 ALTER EXTENSION twocache UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'twocache';
 
--- a fresh 1.3 but for PUBLIC's EXECUTE on twocache_status, still revoked
+-- a fresh install but for PUBLIC's EXECUTE on twocache_status, still revoked
 SELECT side, fn, public_execute FROM twocache_shape_diff ORDER BY side;
 SELECT count(*) AS other_differences
 FROM ((SELECT fn, args, result, provolatile, proparallel, proisstrict, prosecdef, proconfig, comment
 	   FROM twocache_shape
 	   EXCEPT
 	   SELECT fn, args, result, provolatile, proparallel, proisstrict, prosecdef, proconfig, comment
-	   FROM fresh_1_3)
+	   FROM fresh_install)
 	  UNION ALL
 	  (SELECT fn, args, result, provolatile, proparallel, proisstrict, prosecdef, proconfig, comment
-	   FROM fresh_1_3
+	   FROM fresh_install
 	   EXCEPT
 	   SELECT fn, args, result, provolatile, proparallel, proisstrict, prosecdef, proconfig, comment
 	   FROM twocache_shape)) d;
@@ -294,7 +305,75 @@ SELECT twocache_get('up:a');
 SELECT twocache_invalidate_tag('up');
 SELECT twocache_get('up:a') IS NULL AS invalidated;
 
--- back to a fresh 1.3 for whatever follows
+--
+-- from 1.3: the 1.3 -> 1.4 step makes what the flat 1.4 script makes
+--
+DROP EXTENSION twocache;
+CREATE EXTENSION twocache VERSION '1.3';
+ALTER EXTENSION twocache UPDATE TO '1.4';
+TRUNCATE chain_shape, chain_members;
+INSERT INTO chain_shape SELECT * FROM twocache_shape;
+INSERT INTO chain_members SELECT * FROM twocache_members;
+DROP EXTENSION twocache;
+CREATE EXTENSION twocache VERSION '1.4';
+SELECT count(*) AS functions, count(*) FILTER (WHERE public_execute) AS public_functions
+FROM chain_shape;
+SELECT * FROM chain_shape_diff;
+SELECT count(*) AS members FROM chain_members;
+SELECT * FROM chain_members_diff;
+
+--
+-- from 1.3, with grants on the read-through twocache_get
+--
+DROP EXTENSION twocache;
+CREATE EXTENSION twocache VERSION '1.3';
+SELECT twocache_set('up:a', 'from 1.3');
+GRANT EXECUTE ON FUNCTION twocache_get(text, text, interval, text[])
+	TO regress_twocache_upgrader;
+GRANT EXECUTE ON FUNCTION twocache_get(text, text, interval, text[])
+	TO regress_twocache_delegate WITH GRANT OPTION;
+
+-- a view calling it keeps the update from dropping it: the update fails and
+-- changes nothing
+CREATE VIEW up_view AS SELECT twocache_get('up:v', 'SELECT 1') AS v;
+\set VERBOSITY terse
+ALTER EXTENSION twocache UPDATE TO '1.4';
+\set VERBOSITY default
+SELECT extversion FROM pg_extension WHERE extname = 'twocache';
+DROP VIEW up_view;
+
+ALTER EXTENSION twocache UPDATE TO '1.4';
+SELECT extversion FROM pg_extension WHERE extname = 'twocache';
+SELECT * FROM twocache_shape_diff;
+
+-- the grants reach both fill forms, the grant option too; PUBLIC has none
+SELECT r AS role,
+	   has_function_privilege(r, 'twocache_get(text, text, interval, text[], text[])',
+							  'EXECUTE') AS fill,
+	   has_function_privilege(r, 'twocache_get(text, text, interval, text[], text[])',
+							  'EXECUTE WITH GRANT OPTION') AS fill_grant,
+	   has_function_privilege(r, 'twocache_mget(text[], text, interval, text[], text[])',
+							  'EXECUTE') AS batch,
+	   has_function_privilege(r, 'twocache_mget(text[], text, interval, text[], text[])',
+							  'EXECUTE WITH GRANT OPTION') AS batch_grant,
+	   has_function_privilege(r, 'twocache_mget(text[])', 'EXECUTE') AS lookup
+FROM unnest(ARRAY['regress_twocache_upgrader', 'regress_twocache_delegate', 'public']) r
+ORDER BY r;
+-- and the initial privileges are a fresh install's, so pg_dump dumps the
+-- grants
+SELECT n.fn, n.initprivs = f.initprivs AS same_as_fresh
+FROM twocache_init_privs n JOIN fresh_init_privs f USING (fn)
+WHERE n.fn LIKE 'twocache_get%' OR n.fn LIKE 'twocache_mget%'
+ORDER BY n.fn;
+
+-- the granted role fills with parameters and in batches; the cache survived
+SET ROLE regress_twocache_upgrader;
+SELECT twocache_get('up:p', 'SELECT $1', params => ARRAY['param']);
+SELECT * FROM twocache_mget(ARRAY['up:m'], 'SELECT k, ''batch'' FROM unnest($1) k');
+RESET ROLE;
+SELECT twocache_get('up:a');
+
+-- back to a fresh install for whatever follows
 DROP EXTENSION twocache;
 CREATE EXTENSION twocache;
 SELECT extversion FROM pg_extension WHERE extname = 'twocache';

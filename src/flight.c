@@ -120,7 +120,12 @@ typedef struct FlightSlot
 	pg_atomic_uint64 seq;		/* bumped each time the slot is released */
 	uint64		inval_counter;	/* partition counter at the last invalidation
 								 * of this very key during the flight, or 0 */
-	char		key[TWOCACHE_MAX_KEY_LEN];
+	struct FlightSlot *lead;	/* whose lock and seq the flight has: the slot
+								 * itself, or a batch item's lead */
+	bool		batch;			/* the lead of a batch (on no list) */
+	ArcPartition *part;			/* a batch item's partition, while claimed */
+	char	   *key;			/* key bytes; NULL for a batch item, which
+								 * matches by hash and length */
 } FlightSlot;
 
 /*
@@ -143,6 +148,7 @@ typedef struct FlightPool
 	pg_atomic_uint32 *waiting_for;	/* [nprocs]: 1 + pgprocno of the owner
 									 * of the flight a backend waits for, or 0 */
 	FlightSlot *slots;			/* [nprocs * TWOCACHE_MAX_FETCH_DEPTH] */
+	FlightSlot *items;			/* [nprocs * FLIGHT_BATCH_ITEMS] */
 } FlightPool;
 
 /* Tickets of the flights this backend owns, innermost first. */
@@ -155,7 +161,17 @@ static uint32 my_slots_used = 0;
 /* The tickets of this backend's slots (ticket i: slot i). */
 static FlightTicket my_tickets[TWOCACHE_MAX_FETCH_DEPTH];
 
+/*
+ * Batch items of this backend claimed (item i: bit i % 64 of word i / 64),
+ * and how many, with the lead slot (index into my slots) of each.
+ */
+static uint64 my_items_used[FLIGHT_BATCH_ITEMS / 64];
+static uint8 my_item_lead[FLIGHT_BATCH_ITEMS];
+static int	my_nitems = 0;
+
 static void release_owned(int min_level);
+static void end_item(FlightSlot *item);
+static void end_items_of(FlightSlot *lead);
 
 StaticAssertDecl(TWOCACHE_MAX_FETCH_DEPTH <= 32, "my_slots_used has 32 bits");
 
@@ -179,6 +195,9 @@ FlightShmemSize(void)
 
 	size = add_size(size, MAXALIGN(mul_size(pool_nprocs(), sizeof(pg_atomic_uint32))));
 	size = add_size(size, mul_size(pool_nslots(), sizeof(FlightSlot)));
+	size = add_size(size, mul_size(pool_nslots(), TWOCACHE_MAX_KEY_LEN));
+	size = add_size(size, mul_size(mul_size(pool_nprocs(), FLIGHT_BATCH_ITEMS),
+								   sizeof(FlightSlot)));
 	return size;
 }
 
@@ -198,8 +217,20 @@ FlightShmemInit(char *base)
 		pg_atomic_init_u32(&pool->waiting_for[i], 0);
 	p += MAXALIGN(mul_size(pool->nprocs, sizeof(pg_atomic_uint32)));
 	pool->slots = (FlightSlot *) p;
+	p += mul_size(pool->nslots, sizeof(FlightSlot));
 	for (i = 0; i < pool->nslots; i++)
+	{
 		pg_atomic_init_u64(&pool->slots[i].seq, 0);
+		pool->slots[i].lead = &pool->slots[i];
+		pool->slots[i].key = p;
+		p += TWOCACHE_MAX_KEY_LEN;
+	}
+	pool->items = (FlightSlot *) p;
+	for (i = 0; i < pool->nprocs * FLIGHT_BATCH_ITEMS; i++)
+	{
+		pg_atomic_init_u64(&pool->items[i].seq, 0);
+		pool->items[i].key = NULL;
+	}
 	return pool;
 }
 
@@ -210,12 +241,19 @@ FlightsInProgress(void)
 	return pg_atomic_read_u32(&twocache_shared->flights->in_flight);
 }
 
+/*
+ * Is slot the flight of key?  A batch item has no key bytes: one of
+ * another key with the same hash and length matches too, which only makes
+ * a reader wait for a batch that does not fill its key (it then looks
+ * again) or a key's invalidation fence another key's fill (which is then
+ * not stored): never a wrong value.
+ */
 static bool
 slot_matches(FlightSlot *slot, const ArcKey *key)
 {
 	return slot->hash == key->hash && slot->dbid == key->dbid &&
-		slot->roleid == key->roleid &&
-		slot->keylen == key->len && memcmp(slot->key, key->data, key->len) == 0;
+		slot->roleid == key->roleid && slot->keylen == key->len &&
+		(slot->key == NULL || memcmp(slot->key, key->data, key->len) == 0);
 }
 
 /*
@@ -336,48 +374,63 @@ ticket_start(ArcPartition *part, FlightTicket *t)
  * run unguarded but fenced, with the ticket in *unguarded.  Caller holds the
  * partition lock exclusively (the flight's lock is taken without waiting).
  */
-FlightTicket *
-FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *unguarded)
+/*
+ * Claim a free slot of this backend and take its flight's lock (dbid: the
+ * lock tag's database): returns the slot's number among this backend's, or
+ * -1 when none is free or the lock table is full (the fetch then runs
+ * without single flight rather than failing).
+ */
+static int
+claim_slot(Oid dbid)
 {
 	FlightPool *pool = twocache_shared->flights;
 	FlightSlot *slot;
-	FlightTicket *t;
 	LOCKTAG		tag;
 	LockAcquireResult res;
-	uint64		seq;
 	int			i;
 
 	for (i = 0; i < TWOCACHE_MAX_FETCH_DEPTH; i++)
 		if ((my_slots_used & (UINT32_C(1) << i)) == 0)
 			break;
 	if (i == TWOCACHE_MAX_FETCH_DEPTH)
-	{
-		ticket_start(part, unguarded);
-		return unguarded;
-	}
+		return -1;
 	/* what may fail comes before anything is claimed */
 	ensure_callbacks();
 	slot = &pool->slots[MyProc->pgprocno * TWOCACHE_MAX_FETCH_DEPTH + i];
-	seq = pg_atomic_read_u64(&slot->seq);
-	flight_locktag(&tag, key->dbid, slot, seq);
+	flight_locktag(&tag, dbid, slot, pg_atomic_read_u64(&slot->seq));
 	res = LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL);
 	if (res == LOCKACQUIRE_NOT_AVAIL)
+		return -1;
+	Assert(res == LOCKACQUIRE_OK);
+	my_slots_used |= UINT32_C(1) << i;
+	return i;
+}
+
+FlightTicket *
+FlightBegin(ArcPartition *part, const ArcKey *key, FlightTicket *unguarded)
+{
+	FlightPool *pool = twocache_shared->flights;
+	FlightSlot *slot;
+	FlightTicket *t;
+	uint64		seq;
+	int			i = claim_slot(key->dbid);
+
+	if (i < 0)
 	{
-		/* the lock table is full: fetch without single flight, not fail */
 		ticket_start(part, unguarded);
 		return unguarded;
 	}
-	Assert(res == LOCKACQUIRE_OK);
-
+	slot = &pool->slots[MyProc->pgprocno * TWOCACHE_MAX_FETCH_DEPTH + i];
+	seq = pg_atomic_read_u64(&slot->seq);
 	t = &my_tickets[i];
 	ticket_start(part, t);
-	my_slots_used |= UINT32_C(1) << i;
 
 	slot->hash = key->hash;
 	slot->dbid = key->dbid;
 	slot->roleid = key->roleid;
 	slot->keylen = key->len;
 	memcpy(slot->key, key->data, key->len);
+	slot->batch = false;
 	slot->owner = MyProc->pgprocno;
 	slot->inval_counter = 0;
 	dlist_push_head(&part->flights, &slot->node);
@@ -418,23 +471,182 @@ FlightEnd(FlightTicket *t)
 	if (slot == NULL)
 		return;
 	t->slot = NULL;
+	if (slot->lead != slot)
+	{
+		end_item(slot);
+		return;
+	}
 	dlist_delete(&t->node);
 	flight_locktag(&tag, slot->dbid, slot, t->seq);
 
-	locked = LWLockHeldByMeInMode(t->part->lock, LW_EXCLUSIVE);
-	if (!locked)
-		LWLockAcquire(t->part->lock, LW_EXCLUSIVE);
-	Assert(pg_atomic_read_u64(&slot->seq) == t->seq);
-	dlist_delete(&slot->node);
-	pg_atomic_fetch_add_u64(&slot->seq, 1);
-	if (!locked)
-		LWLockRelease(t->part->lock);
+	if (slot->batch)
+	{
+		/* a batch's items first, each under its partition's lock */
+		end_items_of(slot);
+	}
+	else
+	{
+		locked = LWLockHeldByMeInMode(t->part->lock, LW_EXCLUSIVE);
+		if (!locked)
+			LWLockAcquire(t->part->lock, LW_EXCLUSIVE);
+		Assert(pg_atomic_read_u64(&slot->seq) == t->seq);
+		dlist_delete(&slot->node);
+		pg_atomic_fetch_add_u64(&slot->seq, 1);
+		if (!locked)
+			LWLockRelease(t->part->lock);
+	}
 
 	/* after seq moved on, so every waiter this lets through sees it ended */
 	LockRelease(&tag, ExclusiveLock, true);
 
 	my_slots_used &= ~(UINT32_C(1) << ((slot - pool->slots) % TWOCACHE_MAX_FETCH_DEPTH));
 	pg_atomic_fetch_sub_u32(&pool->in_flight, 1);
+}
+
+/* ----------------------------------------------------------------
+ * Batch flights (twocache_mget with a fetch query)
+ *
+ * A batch fills many keys with one fetch.  Its lead is one of the
+ * backend's slots, on no partition's list: it holds the flight's lock and
+ * seq for the whole batch.  Each key the batch fills has an item, one of
+ * FLIGHT_BATCH_ITEMS of the backend's own in the pool, published on the
+ * key's partition's list like a slot: FlightFind finds it, a reader waits
+ * on its lead's lock (so until the batch ends), and an invalidation of the
+ * key fences it exactly (FlightSlotFence).  Items keep no key bytes (see
+ * slot_matches).  Ending an item only unpublishes it; ending the lead
+ * unpublishes the items left, then bumps seq and releases the lock, which
+ * wakes every waiter of the batch.  Items are not tickets on the owned
+ * list: the abort or exit that ends the lead ends them, so none outlives
+ * its batch.  Ending a lead takes partition locks, so the caller holds
+ * none (abort and exit callbacks hold none by then).
+ * ----------------------------------------------------------------
+ */
+static FlightSlot *
+my_item(int i)
+{
+	return &twocache_shared->flights->items[MyProc->pgprocno * FLIGHT_BATCH_ITEMS + i];
+}
+
+static bool
+item_used(int i)
+{
+	return (my_items_used[i / 64] & (UINT64CONST(1) << (i % 64))) != 0;
+}
+
+/* Unpublish item i, taking its partition's lock unless held; no error. */
+static void
+release_item(int i)
+{
+	FlightSlot *item = my_item(i);
+	ArcPartition *part = item->part;
+	bool		locked = LWLockHeldByMeInMode(part->lock, LW_EXCLUSIVE);
+
+	if (!locked)
+		LWLockAcquire(part->lock, LW_EXCLUSIVE);
+	dlist_delete(&item->node);
+	item->part = NULL;
+	if (!locked)
+		LWLockRelease(part->lock);
+	my_items_used[i / 64] &= ~(UINT64CONST(1) << (i % 64));
+	my_nitems--;
+}
+
+static void
+end_item(FlightSlot *item)
+{
+	int			i = (int) (item - my_item(0));
+
+	/* released already when its batch's lead ended (an error path) */
+	if (i >= 0 && i < FLIGHT_BATCH_ITEMS && item_used(i))
+		release_item(i);
+}
+
+static void
+end_items_of(FlightSlot *lead)
+{
+	int			leadno = (int) ((lead - twocache_shared->flights->slots) %
+								TWOCACHE_MAX_FETCH_DEPTH);
+	int			i;
+
+	for (i = 0; i < FLIGHT_BATCH_ITEMS && my_nitems > 0; i++)
+		if (item_used(i) && my_item_lead[i] == leadno)
+			release_item(i);
+	pg_atomic_fetch_add_u64(&lead->seq, 1);
+}
+
+/*
+ * Begin a batch for keys of database dbid (the keys' dbid): returns its
+ * lead's ticket, or NULL when no slot is free or the lock table is full
+ * (the batch's keys are then fetched without single flight).  Caller
+ * checked the fetch depth and holds no LWLock.
+ */
+FlightTicket *
+FlightBatchBegin(Oid dbid)
+{
+	FlightPool *pool = twocache_shared->flights;
+	FlightSlot *slot;
+	FlightTicket *t;
+	int			i = claim_slot(dbid);
+
+	if (i < 0)
+		return NULL;
+	slot = &pool->slots[MyProc->pgprocno * TWOCACHE_MAX_FETCH_DEPTH + i];
+	t = &my_tickets[i];
+	t->part = NULL;
+	t->nest_level = GetCurrentTransactionNestLevel();
+	t->slot = slot;
+	t->seq = pg_atomic_read_u64(&slot->seq);
+	slot->hash = 0;
+	slot->dbid = dbid;
+	slot->roleid = InvalidOid;
+	slot->keylen = 0;
+	slot->batch = true;
+	slot->owner = MyProc->pgprocno;
+	slot->inval_counter = 0;
+	pg_atomic_fetch_add_u32(&pool->in_flight, 1);
+	dlist_push_head(&owned, &t->node);
+	return t;
+}
+
+/*
+ * Publish key, which has no flight (caller checked with FlightFind), as
+ * part of lead's batch, and start t, its fill's ticket.  Returns false,
+ * doing nothing, when all of this backend's items are in use.  Caller holds
+ * the partition lock exclusively.
+ */
+bool
+FlightBatchAdd(FlightTicket *lead, ArcPartition *part, const ArcKey *key,
+			   FlightTicket *t)
+{
+	FlightSlot *item;
+	int			i;
+
+	if (my_nitems >= FLIGHT_BATCH_ITEMS)
+		return false;
+	for (i = 0; i < FLIGHT_BATCH_ITEMS; i++)
+		if (!item_used(i))
+			break;
+	Assert(i < FLIGHT_BATCH_ITEMS);
+	item = my_item(i);
+	item->hash = key->hash;
+	item->dbid = key->dbid;
+	item->roleid = key->roleid;
+	item->keylen = key->len;
+	item->owner = MyProc->pgprocno;
+	item->inval_counter = 0;
+	item->lead = lead->slot;
+	item->batch = false;
+	item->part = part;
+	my_item_lead[i] = (uint8) ((lead->slot - twocache_shared->flights->slots) %
+							   TWOCACHE_MAX_FETCH_DEPTH);
+	my_items_used[i / 64] |= UINT64CONST(1) << (i % 64);
+	my_nitems++;
+	dlist_push_head(&part->flights, &item->node);
+
+	ticket_start(part, t);
+	t->slot = item;
+	t->seq = lead->seq;
+	return true;
 }
 
 /*
@@ -557,7 +769,8 @@ FlightWait(ArcPartition *part, const ArcKey *key, FlightSlot *slot,
 {
 	FlightPool *pool = twocache_shared->flights;
 	pg_atomic_uint32 *mine = &pool->waiting_for[MyProc->pgprocno];
-	uint64		seq = pg_atomic_read_u64(&slot->seq);
+	FlightSlot *lead = slot->lead;	/* a batch item waits for its batch */
+	uint64		seq = pg_atomic_read_u64(&lead->seq);
 	LOCKTAG		tag;
 	FlightWaitContext cx;
 	ErrorContextCallback errcb;
@@ -579,7 +792,7 @@ FlightWait(ArcPartition *part, const ArcKey *key, FlightSlot *slot,
 	}
 
 	/* read what the wait needs while the partition lock protects the slot */
-	flight_locktag(&tag, slot->dbid, slot, seq);
+	flight_locktag(&tag, lead->dbid, lead, seq);
 	cx.key = key;
 	cx.filler_pid = ProcGlobal->allProcs[slot->owner].pid;
 	LWLockRelease(part->lock);
@@ -604,7 +817,7 @@ FlightWait(ArcPartition *part, const ArcKey *key, FlightSlot *slot,
 	 * a grant means it ended.  Were the flight still on (it cannot be), do
 	 * not wait again where the detector could not see it: fetch instead.
 	 */
-	if (result == FLIGHT_WAIT_DONE && pg_atomic_read_u64(&slot->seq) == seq)
+	if (result == FLIGHT_WAIT_DONE && pg_atomic_read_u64(&lead->seq) == seq)
 		result = FLIGHT_WAIT_FAILED;
 	return result;
 }

@@ -11,6 +11,9 @@
 #include "arc.h"
 
 typedef struct FlightSlot FlightSlot;
+
+/* Keys one backend's batch fetches can guard at once (flight.c) */
+#define FLIGHT_BATCH_ITEMS	256
 typedef struct FlightPool FlightPool;
 
 /*
@@ -50,6 +53,9 @@ extern FlightTicket *FlightBegin(ArcPartition *part, const ArcKey *key,
 								 FlightTicket *unguarded);
 extern void FlightBeginUnguarded(ArcPartition *part, FlightTicket *t);
 extern void FlightEnd(FlightTicket *t);
+extern FlightTicket *FlightBatchBegin(Oid dbid);
+extern bool FlightBatchAdd(FlightTicket *lead, ArcPartition *part,
+						   const ArcKey *key, FlightTicket *t);
 extern FlightWaitResult FlightWait(ArcPartition *part, const ArcKey *key,
 								   FlightSlot *slot, int timeout_ms);
 extern uint64 *FlightSlotFence(FlightSlot *slot);

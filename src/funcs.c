@@ -172,39 +172,72 @@ ttl_arg(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * twocache_get(key text, fetch_query text, ttl interval) returns text
+ * The fetch query of argument argno and the parameter array of argument
+ * pargno (absent or NULL: none) into *q.
+ */
+static void
+query_arg(FunctionCallInfo fcinfo, int argno, int pargno, FetchQuery *q)
+{
+	memset(q, 0, sizeof(FetchQuery));
+	q->nparams = -1;
+	q->sql = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (q->sql[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fetch query must not be empty")));
+	if (PG_NARGS() > pargno && !PG_ARGISNULL(pargno))
+	{
+		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(pargno);
+
+		if (ARR_NDIM(arr) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("array of fetch query parameters must be one-dimensional")));
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+						  &q->params, &q->nulls, &q->nparams);
+		if (q->nparams > FUNC_MAX_ARGS)
+			ereport(ERROR,
+					(errcode(ERRCODE_TOO_MANY_ARGUMENTS),
+					 errmsg("fetch query has too many parameters"),
+					 errdetail("It was given %d; at most %d are allowed.",
+							   q->nparams, FUNC_MAX_ARGS)));
+	}
+}
+
+/*
+ * twocache_get(key text) returns text: the lookup form (1.2)
+ * twocache_get(key text, fetch_query text, ttl interval, tags text[]
+ *				[, params text[] (1.4)]) returns text: read-through
  */
 Datum
 twocache_get(PG_FUNCTION_ARGS)
 {
 	ArcKey		key;
-	char	   *query = NULL;
+	FetchQuery	query;
+	bool		has_query;
 	int64		ttl_ms;
 	text	   *result;
 	ArcTags		tags;
 
 	TwoCacheRequireShmem();
 	key_arg(fcinfo, 0, &key);
-	/* the lookup form (1.2), twocache_get(key), passes the key alone */
 	ttl_ms = PG_NARGS() > 2 ? ttl_arg(fcinfo, 2) : TwoCacheCapTtl(twocache_default_ttl);
 	tags_arg(fcinfo, 3, &tags);
-	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
-	{
-		query = text_to_cstring(PG_GETARG_TEXT_PP(1));
-		if (query[0] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("fetch query must not be empty")));
-	}
+	has_query = PG_NARGS() > 1 && !PG_ARGISNULL(1);
+	if (has_query)
+		query_arg(fcinfo, 1, 4, &query);
 
-	result = TwoCacheGet(&key, query, ttl_ms, &tags);
+	result = TwoCacheGet(&key, has_query ? &query : NULL, ttl_ms, &tags);
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(result);
 }
 
 /*
- * twocache_mget(keys text[]) returns table(key text, value text)
+ * twocache_mget(keys text[]) returns table(key text, value text): lookup
+ * twocache_mget(keys text[], fetch_query text, ttl interval, tags text[],
+ *				 params text[]) returns table(key text, value text): batch
+ *				 read-through (1.4); a key not found is not returned
  */
 Datum
 twocache_mget(PG_FUNCTION_ARGS)
@@ -217,6 +250,10 @@ twocache_mget(PG_FUNCTION_ARGS)
 	int			i;
 	ArcKey	   *keys;
 	text	  **found;
+	FetchQuery	query;
+	bool		has_query = PG_NARGS() > 1 && !PG_ARGISNULL(1);
+	int64		ttl_ms = 0;
+	ArcTags		tags;
 
 	TwoCacheRequireShmem();
 	if (PG_ARGISNULL(0))
@@ -243,9 +280,18 @@ twocache_mget(PG_FUNCTION_ARGS)
 		t = DatumGetTextPP(elems[i]);
 		make_key(&keys[i], VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	}
+	if (has_query)
+	{
+		ttl_ms = ttl_arg(fcinfo, 2);
+		tags_arg(fcinfo, 3, &tags);
+		query_arg(fcinfo, 1, 4, &query);
+	}
 
 	found = palloc(sizeof(text *) * Max(n, 1));
-	TwoCacheMGet(n, keys, found);
+	if (has_query)
+		TwoCacheMGetFill(n, keys, found, &query, ttl_ms, &tags);
+	else
+		TwoCacheMGet(n, keys, found);
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (i = 0; i < n; i++)

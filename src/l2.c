@@ -699,37 +699,61 @@ L2Get(int n, const ArcKey *keys, L2Entry *out)
 bool
 L2Time(const ArcKey *key, L2FillStart *start)
 {
-	TcRedisCommand cmds[2];
-	TcRedisReply *replies[2] = {NULL, NULL};
-	TcRedisReply *reply;
+	return L2TimeMany(1, key, start);
+}
+
+/*
+ * L2Time for n keys in one round trip: in a cluster each key's start is
+ * its own master's clock.
+ */
+bool
+L2TimeMany(int n, const ArcKey *keys, L2FillStart *starts)
+{
+	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * 2 * Max(n, 1));
+	TcRedisReply **replies = palloc0(sizeof(TcRedisReply *) * 2 * Max(n, 1));
 	char		err[512];
-	size_t		rklen;
-	char	   *rkey = l2_key(key, &rklen);
-	bool		ok;
+	instr_time	local;
+	int			i;
+	bool		ok = true;
 
-	start->redis_us = 0;
-	INSTR_TIME_SET_CURRENT(start->local);
+	INSTR_TIME_SET_CURRENT(local);
+	for (i = 0; i < n; i++)
+	{
+		size_t		rklen;
+		char	   *rkey = l2_key(&keys[i], &rklen);
 
-	/*
-	 * TIME has no key: it follows the EXISTS of the key before it, so that in
-	 * a cluster whose map this backend has not caught up with yet (a MOVED)
-	 * it is sent again to the key's new owner, whose clock its fence uses.
-	 */
-	TwoCacheRedisCommand(&cmds[0], "EXISTS");
-	TwoCacheRedisArg(&cmds[0], rkey, rklen);
-	TwoCacheRedisCommand(&cmds[1], "TIME");
-	cmds[1].route_key = rkey;
-	cmds[1].route_len = rklen;
-	if (!TwoCacheRedisBackendExec(2, cmds, replies, err, sizeof(err)))
+		starts[i].redis_us = 0;
+		starts[i].local = local;
+
+		/*
+		 * TIME has no key: it follows the EXISTS of the key before it, so
+		 * that in a cluster whose map this backend has not caught up with
+		 * yet (a MOVED) it is sent again to the key's new owner, whose clock
+		 * its fence uses.
+		 */
+		TwoCacheRedisCommand(&cmds[2 * i], "EXISTS");
+		TwoCacheRedisArg(&cmds[2 * i], rkey, rklen);
+		TwoCacheRedisCommand(&cmds[2 * i + 1], "TIME");
+		cmds[2 * i + 1].route_key = rkey;
+		cmds[2 * i + 1].route_len = rklen;
+	}
+	if (n == 0)
+		return true;
+	if (!TwoCacheRedisBackendExec(2 * n, cmds, replies, err, sizeof(err)))
 		return false;
-	reply = replies[1];
-	ok = reply->type == TC_REPLY_ARRAY && reply->elements == 2 &&
-		reply->element[0]->type == TC_REPLY_STRING &&
-		reply->element[1]->type == TC_REPLY_STRING;
-	if (ok)
-		start->redis_us = strtou64(reply->element[0]->str, NULL, 10) * 1000000 +
-			strtou64(reply->element[1]->str, NULL, 10);
-	TwoCacheRedisFreeReplies(2, replies);
+	for (i = 0; i < n; i++)
+	{
+		TcRedisReply *reply = replies[2 * i + 1];
+
+		if (reply->type == TC_REPLY_ARRAY && reply->elements == 2 &&
+			reply->element[0]->type == TC_REPLY_STRING &&
+			reply->element[1]->type == TC_REPLY_STRING)
+			starts[i].redis_us = strtou64(reply->element[0]->str, NULL, 10) * 1000000 +
+				strtou64(reply->element[1]->str, NULL, 10);
+		else
+			ok = false;
+	}
+	TwoCacheRedisFreeReplies(2 * n, replies);
 	return ok;
 }
 
@@ -806,97 +830,157 @@ bool
 L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 	   const ArcTags *tags, int64 ttl_ms, const L2FillStart *start, bool *stored)
 {
-	int			ntags = TwoCacheTagsCount(tags);
-	TcRedisCommand fill;
-	TcRedisReply *reply = NULL;
-	char		err[512];
-	char		ttlbuf[32];
-	char		genbuf[32];
-	char		startbuf[32];
-	size_t		rklen,
-				vlen,
-				flen;
-	char	   *rkey = l2_key(key, &rklen);
-	char	   *v;
-	char	   *fence = L2DeleteFenceName(rkey, rklen, &flen);
-	bool		ok;
+	L2FillItem	item;
 
-	*stored = false;
-	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, Max(ttl_ms, 0));
+	item.key = key;
+	item.value = value;
+	item.len = len;
+	item.negative = negative;
+	item.ttl_ms = ttl_ms;
+	item.start = *start;
+	return L2FillMany(1, &item, tags, stored);
+}
+
+/*
+ * L2Fill for n keys sharing tags (a batch read-through): the tags' step for
+ * every key in one round trip, then the fills of the keys still fresh in
+ * another (one without tags).  stored[i] says whether key i was written.
+ * Returns false if Redis is unavailable or refused (nothing more is sent
+ * then; what was sent stands or is refused key by key, as with L2Fill).
+ */
+bool
+L2FillMany(int n, const L2FillItem *items, const ArcTags *tags, bool *stored)
+{
+	int			ntags = TwoCacheTagsCount(tags);
+	TcRedisCommand *cmds;
+	TcRedisReply **replies;
+	bool	   *fresh = palloc(sizeof(bool) * Max(n, 1));
+	char		err[512];
+	char		genbuf[32];
+	int			nfill = 0;
+	int			i;
+	bool		ok = true;
+
+	for (i = 0; i < n; i++)
+	{
+		stored[i] = false;
+		fresh[i] = true;
+	}
+	if (n == 0)
+		return true;
 	if (ntags > 0)
 	{
-		TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * ntags);
-		TcRedisReply **replies = palloc0(sizeof(TcRedisReply *) * ntags);
-		const unsigned char *p = (const unsigned char *) tags->data;
-		const unsigned char *end = p + tags->len;
 		const char *dbname;
 		const char *rolename;
-		instr_time	elapsed;
-		int64		elapsed_us;
-		bool		fresh = true;
-		int			n = 0;
-		int			i;
+		instr_time	now;
+		int			ncmds = 0;
 
-		L2ScopeNames(key, &dbname, &rolename);
-		while (end - p >= 2)
-		{
-			ArcKey		tag;
-			size_t		slen,
-						tflen;
-			char	   *set;
-			char	   *tfence;
-
-			tag.dbid = key->dbid;
-			tag.roleid = InvalidOid;
-			tag.len = (p[0] << 8) | p[1];
-			tag.data = (const char *) p + 2;
-			p += 2 + tag.len;
-			set = L2TagSetName(&tag, tag.dbid == InvalidOid ? "" : dbname, &slen);
-			tfence = L2TagFenceName(&tag, tag.dbid == InvalidOid ? "" : dbname, &tflen);
-			TwoCacheRedisCommand(&cmds[n], "EVAL");
-			TwoCacheRedisArg(&cmds[n], tag_check_script, strlen(tag_check_script));
-			TwoCacheRedisArg(&cmds[n], "2", 1);
-			TwoCacheRedisArg(&cmds[n], set, slen);
-			TwoCacheRedisArg(&cmds[n], tfence, tflen);
-			TwoCacheRedisArg(&cmds[n], rkey, rklen);
-			TwoCacheRedisArg(&cmds[n], ttlbuf, strlen(ttlbuf));
-			n++;
-		}
-		if (!TwoCacheRedisBackendExec(n, cmds, replies, err, sizeof(err)))
-			return false;
-		INSTR_TIME_SET_CURRENT(elapsed);
-		INSTR_TIME_SUBTRACT(elapsed, start->local);
-		elapsed_us = (int64) INSTR_TIME_GET_MICROSEC(elapsed);
-		ok = true;
+		cmds = palloc(sizeof(TcRedisCommand) * n * ntags);
+		replies = palloc0(sizeof(TcRedisReply *) * n * ntags);
+		L2ScopeNames(items[0].key, &dbname, &rolename);
 		for (i = 0; i < n; i++)
 		{
+			const unsigned char *p = (const unsigned char *) tags->data;
+			const unsigned char *end = p + tags->len;
+			size_t		rklen;
+			char	   *rkey = l2_key(items[i].key, &rklen);
+			char	   *ttlbuf = psprintf(INT64_FORMAT, Max(items[i].ttl_ms, 0));
+
+			while (end - p >= 2)
+			{
+				ArcKey		tag;
+				size_t		slen,
+							tflen;
+				char	   *set;
+				char	   *tfence;
+
+				tag.dbid = items[i].key->dbid;
+				tag.roleid = InvalidOid;
+				tag.len = (p[0] << 8) | p[1];
+				tag.data = (const char *) p + 2;
+				p += 2 + tag.len;
+				set = L2TagSetName(&tag, tag.dbid == InvalidOid ? "" : dbname, &slen);
+				tfence = L2TagFenceName(&tag, tag.dbid == InvalidOid ? "" : dbname, &tflen);
+				TwoCacheRedisCommand(&cmds[ncmds], "EVAL");
+				TwoCacheRedisArg(&cmds[ncmds], tag_check_script, strlen(tag_check_script));
+				TwoCacheRedisArg(&cmds[ncmds], "2", 1);
+				TwoCacheRedisArg(&cmds[ncmds], set, slen);
+				TwoCacheRedisArg(&cmds[ncmds], tfence, tflen);
+				TwoCacheRedisArg(&cmds[ncmds], rkey, rklen);
+				TwoCacheRedisArg(&cmds[ncmds], ttlbuf, strlen(ttlbuf));
+				ncmds++;
+			}
+		}
+		if (!TwoCacheRedisBackendExec(ncmds, cmds, replies, err, sizeof(err)))
+			return false;
+		INSTR_TIME_SET_CURRENT(now);
+		for (i = 0; i < ncmds; i++)
+		{
+			int			k = i / ntags;
+			instr_time	elapsed = now;
+			int64		elapsed_us;
+
+			INSTR_TIME_SUBTRACT(elapsed, items[k].start.local);
+			elapsed_us = (int64) INSTR_TIME_GET_MICROSEC(elapsed);
 			if (replies[i]->type != TC_REPLY_INTEGER)
 				ok = false;
 			else if (replies[i]->integer >= 0 && replies[i]->integer <= elapsed_us)
-				fresh = false;
+				fresh[k] = false;	/* invalidated since: not stored */
 		}
-		TwoCacheRedisFreeReplies(n, replies);
-		if (!ok || !fresh)
-			return ok;			/* refused, or invalidated since: not stored */
+		TwoCacheRedisFreeReplies(ncmds, replies);
+		if (!ok)
+			return false;
 	}
 
-	v = l2_value(value, len, negative, tags, &vlen);
+	cmds = palloc(sizeof(TcRedisCommand) * n);
+	replies = palloc0(sizeof(TcRedisReply *) * n);
 	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, InvalGeneration());
-	snprintf(startbuf, sizeof(startbuf), UINT64_FORMAT, start->redis_us);
-	TwoCacheRedisCommand(&fill, "EVAL");
-	TwoCacheRedisArg(&fill, fill_script, strlen(fill_script));
-	TwoCacheRedisArg(&fill, "2", 1);
-	TwoCacheRedisArg(&fill, rkey, rklen);
-	TwoCacheRedisArg(&fill, fence, flen);
-	TwoCacheRedisArg(&fill, v, vlen);
-	TwoCacheRedisArg(&fill, ttlbuf, strlen(ttlbuf));
-	TwoCacheRedisArg(&fill, genbuf, strlen(genbuf));
-	TwoCacheRedisArg(&fill, startbuf, strlen(startbuf));
-	if (!TwoCacheRedisBackendExec(1, &fill, &reply, err, sizeof(err)))
+	for (i = 0; i < n; i++)
+	{
+		size_t		rklen,
+					vlen,
+					flen;
+		char	   *rkey;
+		char	   *v;
+		char	   *fence;
+		char	   *ttlbuf;
+		char	   *startbuf;
+
+		if (!fresh[i])
+			continue;
+		rkey = l2_key(items[i].key, &rklen);
+		fence = L2DeleteFenceName(rkey, rklen, &flen);
+		v = l2_value(items[i].value, items[i].len, items[i].negative, tags, &vlen);
+		ttlbuf = psprintf(INT64_FORMAT, Max(items[i].ttl_ms, 0));
+		startbuf = psprintf(UINT64_FORMAT, items[i].start.redis_us);
+		TwoCacheRedisCommand(&cmds[nfill], "EVAL");
+		TwoCacheRedisArg(&cmds[nfill], fill_script, strlen(fill_script));
+		TwoCacheRedisArg(&cmds[nfill], "2", 1);
+		TwoCacheRedisArg(&cmds[nfill], rkey, rklen);
+		TwoCacheRedisArg(&cmds[nfill], fence, flen);
+		TwoCacheRedisArg(&cmds[nfill], v, vlen);
+		TwoCacheRedisArg(&cmds[nfill], ttlbuf, strlen(ttlbuf));
+		TwoCacheRedisArg(&cmds[nfill], genbuf, strlen(genbuf));
+		TwoCacheRedisArg(&cmds[nfill], startbuf, strlen(startbuf));
+		fresh[i] = true;
+		nfill++;
+	}
+	if (nfill == 0)
+		return true;
+	if (!TwoCacheRedisBackendExec(nfill, cmds, replies, err, sizeof(err)))
 		return false;
-	ok = reply->type == TC_REPLY_INTEGER;
-	*stored = ok && reply->integer == 1;
-	TwoCacheRedisFreeReplies(1, &reply);
+	nfill = 0;
+	for (i = 0; i < n; i++)
+	{
+		if (!fresh[i])
+			continue;
+		if (replies[nfill]->type != TC_REPLY_INTEGER)
+			ok = false;
+		else
+			stored[i] = replies[nfill]->integer == 1;
+		nfill++;
+	}
+	TwoCacheRedisFreeReplies(nfill, replies);
 	return ok;
 }
 

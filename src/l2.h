@@ -48,6 +48,21 @@ typedef struct L2FillStart
 } L2FillStart;
 
 extern bool L2Time(const ArcKey *key, L2FillStart *start);
+extern bool L2TimeMany(int n, const ArcKey *keys, L2FillStart *starts);
+
+/* One key of L2FillMany */
+typedef struct L2FillItem
+{
+	const ArcKey *key;
+	const char *value;
+	uint32		len;
+	bool		negative;
+	int64		ttl_ms;
+	L2FillStart start;
+} L2FillItem;
+
+extern bool L2FillMany(int n, const L2FillItem *items, const ArcTags *tags,
+					   bool *stored);
 extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
 extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
 				   bool negative, const ArcTags *tags, int64 ttl_ms,

@@ -31,6 +31,7 @@ int			twocache_max_value_size = 1024 * 1024;
 int			twocache_default_ttl = 0;
 int			twocache_not_found_ttl = 60 * 1000;
 bool		twocache_auto_tag = false;
+bool		twocache_skip_local = false;
 int			twocache_local_max_ttl = 0;
 int			twocache_fetch_wait_timeout = 0;
 int			twocache_max_ttl = 0;
@@ -172,6 +173,14 @@ TwoCacheDefineGucs(void)
 							 "Tag each value filled by a fetch query with the tables its plan reads.",
 							 "The tags are the tables' schema-qualified names, as twocache_track() invalidates them.",
 							 &twocache_auto_tag,
+							 false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("twocache.skip_local",
+							 "Read and write Redis only, not the local cache (two-layer mode).",
+							 "Writes still drop this server's local copy. In local mode it has no effect.",
+							 &twocache_skip_local,
 							 false,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);

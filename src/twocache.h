@@ -65,6 +65,7 @@ extern int	twocache_max_value_size;
 extern int	twocache_default_ttl;
 extern int	twocache_not_found_ttl;
 extern bool twocache_auto_tag;
+extern bool twocache_skip_local;
 extern int	twocache_local_max_ttl;
 extern int	twocache_fetch_wait_timeout;
 extern int	twocache_max_ttl;
@@ -214,8 +215,37 @@ typedef struct FetchResult
 	bool		too_many_tables;	/* more than TWOCACHE_MAX_TAGS of them */
 } FetchResult;
 
-extern void TwoCacheRunFetch(const char *query, const ArcKey *key,
+/*
+ * A fetch query and its parameters (twocache_get's and twocache_mget's
+ * params text[]): nparams < 0 when no parameter array was given, so the
+ * query runs once, unprepared; otherwise its plan is prepared once per
+ * backend (fetch.c's plan cache) and params[i] (text, or nulls[i]) binds
+ * $i+1 (batch fetches: $i+2, after the key array).
+ */
+typedef struct FetchQuery
+{
+	const char *sql;
+	int			nparams;
+	Datum	   *params;
+	bool	   *nulls;
+} FetchQuery;
+
+/*
+ * What a batch fetch returned: rows[i] for key i (present: the query
+ * returned a row for it).  Rows for keys not asked for are dropped.
+ */
+typedef struct FetchBatchResult
+{
+	bool	   *present;
+	FetchResult *rows;
+	ArcTags		tables;			/* with twocache.auto_tag */
+	bool		too_many_tables;
+} FetchBatchResult;
+
+extern void TwoCacheRunFetch(const FetchQuery *query, const ArcKey *key,
 							 FetchResult *result);
+extern void TwoCacheRunBatchFetch(const FetchQuery *query, int nkeys,
+								  const ArcKey *keys, FetchBatchResult *result);
 extern void TwoCacheFetchDepthCheck(void);
 
 /* funcs.c */
@@ -245,9 +275,13 @@ extern text *TwoCacheValueForReader(const char *value, uint32 len, int src,
 extern bool TwoCacheLocalDelete(const ArcKey *key);
 extern uint64 TwoCacheFlushLocal(void);
 extern void TwoCacheDeferInvalidation(const ArcKey *key, XLogRecPtr lsn);
-extern text *TwoCacheGet(const ArcKey *key, const char *query, int64 ttl_ms,
+extern text *TwoCacheGet(const ArcKey *key, const FetchQuery *query, int64 ttl_ms,
 						 const ArcTags *tags);
 extern void TwoCacheMGet(int n, const ArcKey *keys, text **values);
+extern bool TwoCacheSkipLocal(void);
+extern void TwoCacheMGetFill(int n, const ArcKey *keys, text **values,
+							 const FetchQuery *query, int64 ttl_ms,
+							 const ArcTags *tags);
 extern void TwoCacheProbe(const ArcKey *key, bool *is_value, int64 *ttl_ms);
 extern bool TwoCacheSet(const ArcKey *key, const char *value, uint32 len,
 						int64 ttl_ms, TwoCacheOnlyIf only_if, bool local_only,

@@ -3,7 +3,7 @@
 -- language; the stats view and its columns.  twocache_get has two forms: the
 -- lookup (key alone) and the fill (fetch_query without a default).
 BEGIN;
-SELECT plan(95);
+SELECT plan(100);
 
 SELECT has_extension('twocache');
 
@@ -15,7 +15,7 @@ SELECT set_eq(
 	  JOIN pg_proc p ON p.oid = d.objid AND d.classid = 'pg_proc'::regclass
 	  WHERE e.extname = 'twocache'$$,
 	ARRAY['twocache_get(text)',
-		  'twocache_get(text,text,interval,text[])',
+		  'twocache_get(text,text,interval,text[],text[])',
 		  'twocache_set(text,text,interval,text,text[])',
 		  'twocache_invalidate_tag(text)',
 		  'twocache_invalidate_trigger()',
@@ -29,6 +29,7 @@ SELECT set_eq(
 		  'twocache_exists(text)',
 		  'twocache_ttl(text)',
 		  'twocache_mget(text[])',
+		  'twocache_mget(text[],text,interval,text[],text[])',
 		  'twocache_entries()',
 		  'twocache_stats()',
 		  'twocache_stats_reset()',
@@ -37,7 +38,8 @@ SELECT set_eq(
 
 -- functions with exact argument types
 SELECT has_function('twocache_get', ARRAY['text']);
-SELECT has_function('twocache_get', ARRAY['text', 'text', 'interval', 'text[]']);
+SELECT has_function('twocache_get', ARRAY['text', 'text', 'interval', 'text[]', 'text[]']);
+SELECT has_function('twocache_mget', ARRAY['text[]', 'text', 'interval', 'text[]', 'text[]']);
 SELECT hasnt_function('twocache_get', ARRAY['text', 'text']);
 SELECT hasnt_function('twocache_get', ARRAY['text', 'text', 'interval']);
 SELECT has_function('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]']);
@@ -56,7 +58,7 @@ SELECT has_function('twocache_status', ARRAY[]::name[]);
 
 -- return types
 SELECT function_returns('twocache_get', ARRAY['text'], 'text');
-SELECT function_returns('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'text');
+SELECT function_returns('twocache_get', ARRAY['text', 'text', 'interval', 'text[]', 'text[]'], 'text');
 SELECT function_returns('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'boolean');
 SELECT function_returns('twocache_del', ARRAY['text'], 'boolean');
 SELECT function_returns('twocache_local_set', ARRAY['text', 'text', 'interval'], 'void');
@@ -75,9 +77,14 @@ SELECT function_returns('twocache_status', ARRAY[]::name[], 'record');
 -- record functions
 SELECT is(pg_get_function_arguments('twocache_get(text)'::regprocedure),
 	'key text', 'twocache_get lookup arguments');
-SELECT is(pg_get_function_arguments('twocache_get(text,text,interval,text[])'::regprocedure),
-	'key text, fetch_query text, ttl interval DEFAULT NULL::interval, tags text[] DEFAULT NULL::text[]',
+SELECT is(pg_get_function_arguments('twocache_get(text,text,interval,text[],text[])'::regprocedure),
+	'key text, fetch_query text, ttl interval DEFAULT NULL::interval, tags text[] DEFAULT NULL::text[], params text[] DEFAULT NULL::text[]',
 	'twocache_get fill arguments: fetch_query has no default');
+SELECT is(pg_get_function_arguments('twocache_mget(text[],text,interval,text[],text[])'::regprocedure),
+	'keys text[], fetch_query text, ttl interval DEFAULT NULL::interval, tags text[] DEFAULT NULL::text[], params text[] DEFAULT NULL::text[]',
+	'twocache_mget batch arguments: fetch_query has no default');
+SELECT is(pg_get_function_result('twocache_mget(text[],text,interval,text[],text[])'::regprocedure),
+	'TABLE(key text, value text)', 'twocache_mget batch result columns');
 SELECT is((SELECT count(*)::int FROM pg_proc p
 		   WHERE p.oid = 'twocache_get(text)'::regprocedure
 			 AND p.prosrc = 'twocache_get' AND p.proparallel = 'r'),
@@ -108,7 +115,7 @@ SELECT is(pg_get_function_arguments('twocache_status()'::regprocedure),
 
 -- volatility: everything reads or changes shared state
 SELECT volatility_is('twocache_get', ARRAY['text'], 'volatile');
-SELECT volatility_is('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'volatile');
+SELECT volatility_is('twocache_get', ARRAY['text', 'text', 'interval', 'text[]', 'text[]'], 'volatile');
 SELECT volatility_is('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'volatile');
 SELECT volatility_is('twocache_del', ARRAY['text'], 'volatile');
 SELECT volatility_is('twocache_local_set', ARRAY['text', 'text', 'interval'], 'volatile');
@@ -118,6 +125,7 @@ SELECT volatility_is('twocache_flush_local', ARRAY[]::name[], 'volatile');
 SELECT volatility_is('twocache_exists', ARRAY['text'], 'volatile');
 SELECT volatility_is('twocache_ttl', ARRAY['text'], 'volatile');
 SELECT volatility_is('twocache_mget', ARRAY['text[]'], 'volatile');
+SELECT volatility_is('twocache_mget', ARRAY['text[]', 'text', 'interval', 'text[]', 'text[]'], 'volatile');
 SELECT volatility_is('twocache_entries', ARRAY[]::name[], 'volatile');
 SELECT volatility_is('twocache_stats', ARRAY[]::name[], 'volatile');
 SELECT volatility_is('twocache_stats_reset', ARRAY[]::name[], 'volatile');
@@ -125,7 +133,7 @@ SELECT volatility_is('twocache_status', ARRAY[]::name[], 'volatile');
 
 -- not STRICT: a NULL key or value must raise 22004, not return NULL
 SELECT isnt_strict('twocache_get', ARRAY['text']);
-SELECT isnt_strict('twocache_get', ARRAY['text', 'text', 'interval', 'text[]']);
+SELECT isnt_strict('twocache_get', ARRAY['text', 'text', 'interval', 'text[]', 'text[]']);
 SELECT isnt_strict('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]']);
 SELECT isnt_strict('twocache_del', ARRAY['text']);
 SELECT isnt_strict('twocache_local_set', ARRAY['text', 'text', 'interval']);
@@ -133,6 +141,7 @@ SELECT isnt_strict('twocache_local_del', ARRAY['text']);
 SELECT isnt_strict('twocache_exists', ARRAY['text']);
 SELECT isnt_strict('twocache_ttl', ARRAY['text']);
 SELECT isnt_strict('twocache_mget', ARRAY['text[]']);
+SELECT isnt_strict('twocache_mget', ARRAY['text[]', 'text', 'interval', 'text[]', 'text[]']);
 SELECT throws_ok($$SELECT twocache_get(NULL)$$, '22004', NULL, 'twocache_get(NULL) raises 22004');
 SELECT throws_ok($$SELECT twocache_get(NULL, 'SELECT 1')$$, '22004', NULL, 'twocache_get(NULL, query) raises 22004');
 SELECT is(twocache_get('tap:shape:none'), NULL, 'the one-argument call is the lookup: a miss is NULL');

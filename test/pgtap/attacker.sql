@@ -11,7 +11,7 @@ CREATE ROLE twocache_tap_attacker;
 CREATE ROLE twocache_tap_lookup;
 CREATE ROLE twocache_tap_fill;
 GRANT EXECUTE ON FUNCTION twocache_get(text) TO twocache_tap_lookup, twocache_tap_fill;
-GRANT EXECUTE ON FUNCTION twocache_get(text, text, interval, text[]) TO twocache_tap_fill;
+GRANT EXECUTE ON FUNCTION twocache_get(text, text, interval, text[], text[]) TO twocache_tap_fill;
 CREATE TABLE twocache_tap_victim (v int);
 
 SELECT lives_ok($$SELECT twocache_set('price:42', 'genuine', NULL, NULL, ARRAY['prices'])$$,

@@ -3,11 +3,12 @@
 -- what it was granted; no superuser checks in C; fetch queries run as the
 -- calling role.
 BEGIN;
-SELECT plan(86);
+SELECT plan(87);
 
 -- PUBLIC: monitoring only
 SELECT function_privs_are('twocache_get', ARRAY['text'], 'public', ARRAY[]::name[]);
-SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval', 'text[]', 'text[]'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('twocache_mget', ARRAY['text[]', 'text', 'interval', 'text[]', 'text[]'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_mget', ARRAY['text[]'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_exists', ARRAY['text'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_ttl', ARRAY['text'], 'public', ARRAY[]::name[]);
@@ -46,7 +47,7 @@ GRANT EXECUTE ON FUNCTION
 	twocache_exists(text),
 	twocache_ttl(text)
 TO twocache_tap_reader, twocache_tap_filler, twocache_tap_writer;
-GRANT EXECUTE ON FUNCTION twocache_get(text, text, interval, text[])
+GRANT EXECUTE ON FUNCTION twocache_get(text, text, interval, text[], text[])
 TO twocache_tap_filler, twocache_tap_writer;
 GRANT EXECUTE ON FUNCTION
 	twocache_set(text, text, interval, text, text[]),
@@ -64,12 +65,12 @@ REVOKE ALL ON twocache_tap_secret FROM PUBLIC;
 GRANT SELECT ON twocache_tap_secret TO twocache_tap_writer;
 
 SELECT function_privs_are('twocache_get', ARRAY['text'], 'twocache_tap_reader', ARRAY['EXECUTE']);
-SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'twocache_tap_reader', ARRAY[]::name[]);
+SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval', 'text[]', 'text[]'], 'twocache_tap_reader', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_mget', ARRAY['text[]'], 'twocache_tap_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_exists', ARRAY['text'], 'twocache_tap_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_ttl', ARRAY['text'], 'twocache_tap_reader', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_entries', ARRAY[]::name[], 'twocache_tap_reader', ARRAY[]::name[]);
-SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval', 'text[]'], 'twocache_tap_filler', ARRAY['EXECUTE']);
+SELECT function_privs_are('twocache_get', ARRAY['text', 'text', 'interval', 'text[]', 'text[]'], 'twocache_tap_filler', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'twocache_tap_filler', ARRAY[]::name[]);
 SELECT function_privs_are('twocache_set', ARRAY['text', 'text', 'interval', 'text', 'text[]'], 'twocache_tap_writer', ARRAY['EXECUTE']);
 SELECT function_privs_are('twocache_del', ARRAY['text'], 'twocache_tap_writer', ARRAY['EXECUTE']);

@@ -96,7 +96,7 @@ INSERT INTO twocache_tap_shared VALUES ('classified');
 REVOKE ALL ON twocache_tap_shared FROM PUBLIC;
 GRANT SELECT ON twocache_tap_shared TO twocache_tap_filler;
 -- both may look up and fill (1.2: not PUBLIC's)
-GRANT EXECUTE ON FUNCTION twocache_get(text), twocache_get(text, text, interval, text[])
+GRANT EXECUTE ON FUNCTION twocache_get(text), twocache_get(text, text, interval, text[], text[])
 	TO twocache_tap_filler, twocache_tap_nosel;
 
 SELECT is(has_table_privilege('twocache_tap_nosel', 'twocache_tap_shared', 'SELECT'), false,

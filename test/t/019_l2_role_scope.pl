@@ -28,7 +28,7 @@ my $roles = q{"alice", "bob", "ops:x", "ops"};
 my $setup = qq{
 CREATE ROLE alice; CREATE ROLE bob; CREATE ROLE "ops:x"; CREATE ROLE ops;
 GRANT EXECUTE ON FUNCTION
-	twocache_get(text), twocache_get(text, text, interval, text[]),
+	twocache_get(text), twocache_get(text, text, interval, text[], text[]),
 	twocache_set(text, text, interval, text, text[]), twocache_del(text),
 	twocache_invalidate_tag(text), twocache_local_keys()
 TO $roles;

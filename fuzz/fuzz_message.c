@@ -38,7 +38,7 @@ check_decode(const uint8_t *data, size_t size)
 
 	FUZZ_CHECK(size <= TC_MESSAGE_MAX);
 	FUZZ_CHECK(msg.op == TC_MSG_DEL || msg.op == TC_MSG_SET || msg.op == TC_MSG_TAG ||
-			   msg.op == TC_MSG_GENERATION);
+			   msg.op == TC_MSG_GENERATION || msg.op == TC_MSG_FILLED);
 	FUZZ_CHECK(msg.keylen >= 1 && msg.keylen <= TWOCACHE_MAX_KEY_LEN);
 	FUZZ_CHECK(memchr(msg.instance_id, '\0', sizeof(msg.instance_id)) != NULL);
 	FUZZ_CHECK(memchr(msg.dbname, '\0', sizeof(msg.dbname)) != NULL);
@@ -101,7 +101,7 @@ check_encode(const uint8_t *data, size_t size)
 		return;
 	memset(&in, 0, sizeof(in));
 	in.op = (data[0] & 1) ? TC_MSG_SET : (data[0] & 4) ? TC_MSG_TAG :
-		(data[0] & 16) ? TC_MSG_GENERATION : TC_MSG_DEL;
+		(data[0] & 16) ? TC_MSG_GENERATION : (data[0] & 32) ? TC_MSG_FILLED : TC_MSG_DEL;
 	in.cluster_scope = (data[0] & 2) != 0;
 	in.role_scope = !in.cluster_scope && (data[0] & 8) != 0;
 	for (i = 0; i < 8; i++)

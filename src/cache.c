@@ -42,6 +42,7 @@
 #include "flight.h"
 #include "inval.h"
 #include "l2.h"
+#include "lease.h"
 #include "redis.h"
 #include "twocache.h"
 
@@ -447,9 +448,57 @@ fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
  * it goes to neither); end the flight whatever happens.  Returns the value,
  * or NULL for not found.
  */
+/* What LeaseAcquire's check of L2 needs (fill_checks_l2) */
+typedef struct FillL2Check
+{
+	ArcPartition *part;
+	HTAB	   *hash;
+	const ArcKey *key;
+	FlightTicket *t;
+	text	   *result;
+} FillL2Check;
+
+static bool
+fill_checks_l2(void *arg)
+{
+	FillL2Check *c = (FillL2Check *) arg;
+
+	return fill_from_l2(c->part, c->hash, c->key, c->t, &c->result);
+}
+
+static text *fill_under_lease(ArcPartition *part, HTAB *hash, const ArcKey *key,
+							  const FetchQuery *query, int64 ttl_ms,
+							  const ArcTags *tags, FlightTicket *t,
+							  FleetLease *lease);
+
+/*
+ * The filler's work (fill_under_lease), then the end of the fleet lease it
+ * took, if it took one: the value is in Redis by then, so the other
+ * servers' waiters it wakes find it.
+ */
 static text *
 fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const FetchQuery *query,
 	 int64 ttl_ms, const ArcTags *tags, FlightTicket *t)
+{
+	FleetLease	lease;
+	text	   *result;
+
+	lease.held = false;
+	result = fill_under_lease(part, hash, key, query, ttl_ms, tags, t, &lease);
+	LeaseEnd(key, &lease);
+	return result;
+}
+
+/*
+ * L2, else (after the fleet lease: lease.c) the fetch query; store the
+ * result in both layers unless stale, uncacheable or too large for L1 with
+ * its tags (then it goes to neither); end the flight whatever happens.
+ * Returns the value, or NULL for not found.
+ */
+static text *
+fill_under_lease(ArcPartition *part, HTAB *hash, const ArcKey *key,
+				 const FetchQuery *query, int64 ttl_ms, const ArcTags *tags,
+				 FlightTicket *t, FleetLease *lease)
 {
 	FetchResult fr;
 	text	   *volatile result = NULL;
@@ -465,9 +514,22 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const FetchQuery *query,
 	{
 		text	   *l2_result = NULL;
 
+		FillL2Check check;
+
+		check.part = part;
+		check.hash = hash;
+		check.key = key;
+		check.t = t;
+		check.result = NULL;
 		if (fill_from_l2(part, hash, key, t, &l2_result))
 		{
 			result = l2_result;
+			from_l2 = true;
+		}
+		else if (LeaseAcquire(key, lease, fill_checks_l2, &check) == LEASE_FILLED)
+		{
+			/* another server fetched it while we waited for its lease */
+			result = check.result;
 			from_l2 = true;
 		}
 		else
@@ -487,6 +549,13 @@ fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const FetchQuery *query,
 			TwoCacheCount(TC_FETCH_ERRORS, 1);
 		/* free the slot at once: a waiter takes over */
 		FlightEnd(t);
+		/* and the fleet lease, so another server's waiter takes over */
+		if (fetching && lease->held)
+		{
+			HOLD_INTERRUPTS();
+			LeaseEnd(key, lease);
+			RESUME_INTERRUPTS();
+		}
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

@@ -10,8 +10,10 @@
  *	  "TC"  magic (2 bytes)
  *	  1     format version (1 byte)
  *	  op    'd' (del), 's' (set), 't' (tag invalidated; the key field
- *	        holds the tag) or 'g' (generation bumped; the key field holds
- *	        the new generation in decimal) (1 byte)
+ *	        holds the tag), 'g' (generation bumped; the key field holds
+ *	        the new generation in decimal) or 'f' (a fleet lease on the key
+ *	        ended, 1.4: not an invalidation; servers before 1.4 reject it as
+ *	        unknown, which is what they should do with it) (1 byte)
  *	  flags bit 0: cluster scope; bit 1: role scope (1 byte; not both)
  *	  lsn   WAL position at which the invalidation holds on the sender:
  *	        once a server replaying the sender's WAL has replayed this far,
@@ -128,7 +130,7 @@ TwoCacheMessageDecode(const char *buf, int len, TcMessage *msg)
 	if (p[0] != TC_MAGIC0 || p[1] != TC_MAGIC1 || p[2] != TC_VERSION)
 		return false;
 	if (p[3] != TC_MSG_DEL && p[3] != TC_MSG_SET && p[3] != TC_MSG_TAG &&
-		p[3] != TC_MSG_GENERATION)
+		p[3] != TC_MSG_GENERATION && p[3] != TC_MSG_FILLED)
 		return false;
 	if ((p[4] & ~(TC_FLAG_CLUSTER | TC_FLAG_ROLE)) != 0 ||
 		(p[4] & (TC_FLAG_CLUSTER | TC_FLAG_ROLE)) == (TC_FLAG_CLUSTER | TC_FLAG_ROLE))

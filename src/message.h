@@ -15,8 +15,11 @@ typedef enum TcMessageOp
 	TC_MSG_DEL = 'd',			/* key deleted */
 	TC_MSG_SET = 's',			/* key written */
 	TC_MSG_TAG = 't',			/* tag invalidated: the key field is the tag */
-	TC_MSG_GENERATION = 'g'		/* generation bumped: the key field is the
+	TC_MSG_GENERATION = 'g',	/* generation bumped: the key field is the
 								 * new generation, in decimal; cluster scope */
+	TC_MSG_FILLED = 'f'			/* a fleet lease on key ended (lease.c): its
+								 * value is in Redis, or its holder gave up;
+								 * not an invalidation (1.4) */
 } TcMessageOp;
 
 typedef struct TcMessage

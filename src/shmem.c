@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "flight.h"
+#include "lease.h"
 #include "inval.h"
 #include "twocache.h"
 
@@ -80,6 +81,7 @@ main_size(int npart, Size *arena_offset)
 	size = add_size(size, mul_size(counter_slots(), sizeof(TwoCacheBackendCounters)));
 	size = add_size(size, MAXALIGN(mul_size(npart, sizeof(ArcPartition))));
 	size = add_size(size, MAXALIGN(FlightShmemSize()));
+	size = add_size(size, MAXALIGN(LeaseShmemSize()));
 	*arena_offset = size;
 	size = add_size(size, (Size) twocache_memory_kb * 1024);
 	return size;
@@ -178,6 +180,8 @@ twocache_shmem_startup(void)
 		twocache_shared->partitions = (ArcPartition *) p;
 		p += MAXALIGN(mul_size(npart, sizeof(ArcPartition)));
 		twocache_shared->flights = FlightShmemInit(p);
+		p += MAXALIGN(FlightShmemSize());
+		twocache_shared->leases = LeaseShmemInit(p);
 
 		locks = GetNamedLWLockTranche("twocache");
 		for (i = 0; i < npart; i++)

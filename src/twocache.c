@@ -32,6 +32,7 @@ int			twocache_default_ttl = 0;
 int			twocache_not_found_ttl = 60 * 1000;
 bool		twocache_auto_tag = false;
 bool		twocache_skip_local = false;
+int			twocache_lease_ttl = 10000;
 int			twocache_local_max_ttl = 0;
 int			twocache_fetch_wait_timeout = 0;
 int			twocache_max_ttl = 0;
@@ -184,6 +185,14 @@ TwoCacheDefineGucs(void)
 							 false,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twocache.lease_ttl",
+							"Life of a fleet-wide single-flight lease in Redis; 0 turns the lease off.",
+							"In two-layer mode one server of the fleet runs a missed key's fetch while the others wait for its value; a lease whose holder died expires after this long.",
+							&twocache_lease_ttl,
+							10000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("twocache.local_max_ttl",
 							"Upper bound on the life of a local cache entry; 0 means none.",

@@ -66,6 +66,7 @@ extern int	twocache_default_ttl;
 extern int	twocache_not_found_ttl;
 extern bool twocache_auto_tag;
 extern bool twocache_skip_local;
+extern int	twocache_lease_ttl;
 extern int	twocache_local_max_ttl;
 extern int	twocache_fetch_wait_timeout;
 extern int	twocache_max_ttl;
@@ -175,6 +176,7 @@ typedef struct TwoCacheShared
 
 	ArcPartition *partitions;	/* [npartitions] */
 	struct FlightPool *flights;
+	struct LeaseShared *leases;	/* fleet lease waiters (lease.c) */
 
 	/* tag fences (fence.c): counter and stripes under tag_mutex */
 	slock_t		tag_mutex;

@@ -99,6 +99,7 @@
 
 #include "inval.h"
 #include "l2.h"
+#include "lease.h"
 #include "message.h"
 #include "redis.h"
 #include "twocache.h"
@@ -819,7 +820,8 @@ apply_message(const char *data, size_t len)
 		ereport(DEBUG1, (errmsg_internal("twocache worker: ignoring a malformed message")));
 		return;
 	}
-	if (strcmp(msg.instance_id, twocache_shared->instance_id) == 0)
+	if (strcmp(msg.instance_id, twocache_shared->instance_id) == 0 &&
+		msg.op != TC_MSG_FILLED)
 		return;					/* our own */
 	if (msg.op == TC_MSG_GENERATION)
 	{
@@ -854,6 +856,12 @@ apply_message(const char *data, size_t len)
 			return;				/* no such role here */
 	}
 	TwoCacheKeyInit(&key, dbid, roleid, msg.key, msg.keylen);
+	if (msg.op == TC_MSG_FILLED)
+	{
+		/* a fleet lease ended: wake its waiters here; nothing to drop */
+		LeaseWake(&key);
+		return;
+	}
 	if (must_defer(&msg))
 		defer_message(&msg, &key);
 	else

@@ -394,60 +394,71 @@ TwoCacheFlushLocal(void)
  */
 
 /*
- * Read key from L2 for a fill begun with t: on a hit store it in L1 (which
- * ends t's flight) and set *result.  A copy that L1 cannot keep here (over
- * this server's max_value_size with its tags: another server with a larger
- * setting wrote it) is returned without being stored, and t's flight ends.
- * Returns false on an L2 miss or when Redis is unavailable; t is then still
- * open.
+ * Take what L2 answered for key (e, read for a fill begun with t): on a
+ * usable hit set *result (NULL for a placeholder) and store it in L1, which
+ * ends t's flight; a copy that L1 cannot keep here (over this server's
+ * max_value_size with its tags: another server with a larger setting wrote
+ * it) is returned without being stored, and t's flight ends.  Returns
+ * false, counting an L2 miss, when e is absent, withheld (an invalidation
+ * of it Redis has not taken yet: inval.c) or not valid as text here; t is
+ * then still open.
  */
 static bool
-fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
-			 FlightTicket *t, text **result)
+l2_answer(ArcPartition *part, HTAB *hash, const ArcKey *key, const L2Entry *e,
+		  FlightTicket *t, text **result)
 {
-	L2Entry		e;
 	uint32		len;
 
-	/* withheld: an invalidation of it Redis has not taken yet (inval.c) */
-	if (!TwoCacheRedisEnabled() || !L2Get(1, key, &e) || !e.found ||
-		InvalL2Withheld(key, &e.tags, e.generation))
+	*result = NULL;
+	if (!e->found || InvalL2Withheld(key, &e->tags, e->generation))
 	{
-		if (TwoCacheRedisEnabled())
-			TwoCacheCount(TC_L2_MISSES, 1);
+		TwoCacheCount(TC_L2_MISSES, 1);
 		return false;
 	}
-	if (!e.negative)
+	if (!e->negative)
 	{
 		/* a value not valid as text here is a miss (and is not replaced) */
-		*result = TwoCacheValueForReader(e.value, e.len, e.encoding, true);
+		*result = TwoCacheValueForReader(e->value, e->len, e->encoding, true);
 		if (*result == NULL)
 		{
 			TwoCacheCount(TC_L2_MISSES, 1);
 			return false;
 		}
 	}
-	else
-		*result = NULL;
-	TwoCacheCount(e.negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
-	len = e.negative ? 0 : VARSIZE(*result) - VARHDRSZ;
-	if (TwoCacheValueFit(key, len, &e.tags) != TWOCACHE_FITS)
+	TwoCacheCount(e->negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
+	len = e->negative ? 0 : VARSIZE(*result) - VARHDRSZ;
+	if (TwoCacheValueFit(key, len, &e->tags) != TWOCACHE_FITS)
 	{
 		TwoCacheCount(TC_TOO_LARGE, 1);
 		FlightEnd(t);
 		return true;
 	}
-	(void) l1_fill(part, hash, key, e.negative ? NULL : VARDATA(*result), len,
-				   e.negative, &e.tags,
-				   e.pttl_ms < 0 ? 0 : Max(e.pttl_ms, 1), t);
+	(void) l1_fill(part, hash, key, e->negative ? NULL : VARDATA(*result), len,
+				   e->negative, &e->tags,
+				   e->pttl_ms < 0 ? 0 : Max(e->pttl_ms, 1), t);
 	return true;
 }
 
 /*
- * The filler's work: L2, else the fetch query; store the result in both
- * layers unless stale, uncacheable or too large for L1 with its tags (then
- * it goes to neither); end the flight whatever happens.  Returns the value,
- * or NULL for not found.
+ * Read key from L2 for a fill begun with t (l2_answer).  Returns false on
+ * an L2 miss or when Redis is unavailable; t is then still open.
  */
+static bool
+fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
+			 FlightTicket *t, text **result)
+{
+	L2Entry		e;
+
+	if (!TwoCacheRedisEnabled())
+		return false;
+	if (!L2Get(1, key, &e))
+	{
+		TwoCacheCount(TC_L2_MISSES, 1);
+		return false;
+	}
+	return l2_answer(part, hash, key, &e, t, result);
+}
+
 /* What LeaseAcquire's check of L2 needs (fill_checks_l2) */
 typedef struct FillL2Check
 {
@@ -831,40 +842,9 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 	{
 		HTAB	   *hash;
 		ArcPartition *part = TwoCachePartitionFor(&mkeys[i], &hash);
-		uint32		len;
 
-		if (!l2[i].found ||
-			InvalL2Withheld(&mkeys[i], &l2[i].tags, l2[i].generation))
-		{
-			TwoCacheCount(TC_L2_MISSES, 1);
-			continue;
-		}
-		if (!l2[i].negative)
-		{
-			text	   *v = TwoCacheValueForReader(l2[i].value, l2[i].len,
-												   l2[i].encoding, true);
-
-			if (v == NULL)
-			{
-				TwoCacheCount(TC_L2_MISSES, 1);
-				continue;
-			}
-			values[missing[i]] = v;
-		}
-		TwoCacheCount(l2[i].negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
-		len = l2[i].negative ? 0 : VARSIZE(values[missing[i]]) - VARHDRSZ;
-		if (TwoCacheValueFit(&mkeys[i], len, &l2[i].tags) != TWOCACHE_FITS)
-		{
-			/* returned, but L1 cannot keep it here (as in fill_from_l2) */
-			TwoCacheCount(TC_TOO_LARGE, 1);
-			FlightEnd(&tickets[i]);
-			continue;
-		}
-		(void) l1_fill(part, hash, &mkeys[i],
-					   l2[i].negative ? NULL : VARDATA(values[missing[i]]), len,
-					   l2[i].negative, &l2[i].tags,
-					   l2[i].pttl_ms < 0 ? 0 : Max(l2[i].pttl_ms, 1),
-					   &tickets[i]);
+		(void) l2_answer(part, hash, &mkeys[i], &l2[i], &tickets[i],
+						 &values[missing[i]]);
 	}
 }
 
@@ -1235,38 +1215,10 @@ TwoCacheMGetFill(int n, const ArcKey *keys, text **values,
 					int			k = mine[j];
 					HTAB	   *hash;
 					ArcPartition *part = TwoCachePartitionFor(&keys[k], &hash);
-					uint32		len;
 
-					if (!l2[j].found ||
-						InvalL2Withheld(&keys[k], &l2[j].tags, l2[j].generation))
-					{
-						TwoCacheCount(TC_L2_MISSES, 1);
-						continue;
-					}
-					if (!l2[j].negative)
-					{
-						values[k] = TwoCacheValueForReader(l2[j].value, l2[j].len,
-														   l2[j].encoding, true);
-						if (values[k] == NULL)
-						{
-							TwoCacheCount(TC_L2_MISSES, 1);
-							continue;
-						}
-					}
-					TwoCacheCount(l2[j].negative ? TC_NEGATIVE_HITS : TC_L2_HITS, 1);
-					bk[k].state = BATCH_DONE;
-					len = l2[j].negative ? 0 : VARSIZE(values[k]) - VARHDRSZ;
-					if (TwoCacheValueFit(&keys[k], len, &l2[j].tags) != TWOCACHE_FITS)
-					{
-						TwoCacheCount(TC_TOO_LARGE, 1);
-						FlightEnd(&bk[k].ticket);
-						continue;
-					}
-					(void) l1_fill(part, hash, &keys[k],
-								   l2[j].negative ? NULL : VARDATA(values[k]), len,
-								   l2[j].negative, &l2[j].tags,
-								   l2[j].pttl_ms < 0 ? 0 : Max(l2[j].pttl_ms, 1),
-								   &bk[k].ticket);
+					if (l2_answer(part, hash, &keys[k], &l2[j], &bk[k].ticket,
+								  &values[k]))
+						bk[k].state = BATCH_DONE;
 				}
 				/* the rest are fetched */
 				for (i = 0, j = 0; j < nmine; j++)

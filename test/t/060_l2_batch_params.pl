@@ -98,6 +98,43 @@ ok(poll($node1, not_in_l1_sql('f:2')), 'a tag invalidation reaches the batch-fil
 is($redis->command('EXISTS', 'db:postgres:f:2'), 0, 'in Redis too');
 
 # ---------------------------------------------------------------------
+# a batch filler terminated mid-fetch, and one cancelled: its keys' waiters
+# take over, no flight is left behind
+# ---------------------------------------------------------------------
+foreach my $how ('pg_terminate_backend', 'pg_cancel_backend')
+{
+	my $k = $how eq 'pg_cancel_backend' ? 'c' : 't';
+	$locker = $node1->background_psql('postgres');
+	$locker->query_safe('BEGIN; LOCK TABLE gate IN ACCESS EXCLUSIVE MODE;');
+	$filler = $node1->background_psql('postgres', on_error_stop => 0);
+	$filler->query_until(qr/started/, qq{\\echo started
+SELECT count(*) FROM twocache_mget(ARRAY['$k:1', '$k:2'], 'SELECT k, ''batch'' FROM unnest(\$1) k, gate');
+});
+	ok(poll($node1,
+			qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%$k:1%'}),
+		"$how: the batch waits in its fetch");
+	my $waiter = $node1->background_psql('postgres');
+	$waiter->query_until(qr/started/, qq{\\echo started
+SELECT 'got:' || twocache_get('$k:2', 'SELECT ''own''');
+});
+	ok(poll($node1,
+			qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'userlock' AND query LIKE '%$k:2%'}),
+		"$how: a get of one of its keys waits for the batch");
+	$node1->safe_psql('postgres',
+		qq{SELECT $how(pid) FROM pg_stat_activity WHERE query LIKE '%twocache_mget(ARRAY[''$k:1''%' AND pid <> pg_backend_pid()});
+	pump_until($waiter->{run}, $waiter->{timeout}, \$waiter->{stdout}, qr/got:[^\n]*\n/);
+	like($waiter->{stdout}, qr/got:own/, "$how: the waiter took over and fetched");
+	$waiter->quit;
+	$locker->query_safe('COMMIT');
+	$locker->quit;
+	eval { $filler->quit; 1 };
+	is($node1->safe_psql('postgres', 'SELECT in_flight FROM twocache_stats'), '0',
+		"$how: no flight left behind");
+	is($node1->safe_psql('postgres', qq{SELECT twocache_get('$k:1', 'SELECT ''again''')}), 'again',
+		"$how: the batch's other key is fetched anew");
+}
+
+# ---------------------------------------------------------------------
 # parameters in two-layer mode
 # ---------------------------------------------------------------------
 is( $node1->safe_psql('postgres',
@@ -162,7 +199,11 @@ is(in_l1($node1, 'u:6'), 't', 'and caches locally');
 $redis->start;
 ok(poll($node1, 'SELECT subscribed FROM twocache_status()'), 'node1 subscribed again');
 
-no_crash_in_log($_) foreach ($node1, $node2);
+no_crash_in_log($node2);
+# node1: one backend was terminated on purpose (its FATAL); nothing else
+my @bad = grep { /terminated by signal|PANIC|twocache worker.*(exited|FATAL)|FATAL.*twocache worker/ }
+  split /\n/, slurp_file($node1->logfile);
+ok(!@bad, 'node1: no process crashed, the worker never exited') or diag join("\n", @bad);
 $node1->stop;
 $node2->stop;
 done_testing();

@@ -537,7 +537,8 @@ fill_under_lease(ArcPartition *part, HTAB *hash, const ArcKey *key,
 			result = l2_result;
 			from_l2 = true;
 		}
-		else if (LeaseAcquire(key, lease, fill_checks_l2, &check) == LEASE_FILLED)
+		else if (LeaseAcquire(key, lease, fill_checks_l2, &check,
+							  &start) == LEASE_FILLED)
 		{
 			/* another server fetched it while we waited for its lease */
 			result = check.result;
@@ -545,8 +546,11 @@ fill_under_lease(ArcPartition *part, HTAB *hash, const ArcKey *key,
 		}
 		else
 		{
-			/* where the fill starts for Redis's fences; 0 if unknown */
-			if (TwoCacheRedisEnabled())
+			/*
+			 * Where the fill starts for Redis's fences (read with the lease
+			 * when it was taken); 0 if unknown
+			 */
+			if (TwoCacheRedisEnabled() && !lease->held)
 				(void) L2Time(key, &start);
 			TwoCacheCount(TC_FETCHES, 1);
 			fetching = true;
@@ -639,9 +643,17 @@ fill_under_lease(ArcPartition *part, HTAB *hash, const ArcKey *key,
 		!fill_is_stale(part, key, store_tags, t))
 	{
 		bool		stored;
+		TcRedisCommand end;
+		bool		end_sent = false;
+		bool		ending = LeaseEndCommand(key, lease, &end);
+		bool		filled;
 
-		if (L2Fill(key, fr.value, fr.value_len, !fr.found, store_tags, fill_ttl,
-				   &start, &stored))
+		/* the lease ends in the fill's round trip, right after the value */
+		filled = L2Fill(key, fr.value, fr.value_len, !fr.found, store_tags,
+						fill_ttl, &start, &stored, ending ? &end : NULL, &end_sent);
+		if (end_sent)
+			LeaseEnded(lease);
+		if (filled)
 		{
 			if (!stored)
 			{
@@ -1071,7 +1083,7 @@ batch_fetch(int nmine, const int *mine, const ArcKey *keys, BatchKey *bk,
 		{
 			bool	   *l2stored = palloc(sizeof(bool) * nl2);
 
-			if (L2FillMany(nl2, l2items, store_tags, l2stored))
+			if (L2FillMany(nl2, l2items, store_tags, l2stored, NULL, NULL))
 				for (i = 0; i < nl2; i++)
 					stored[l2of[i]] = l2stored[i];
 		}

@@ -703,6 +703,45 @@ L2Time(const ArcKey *key, L2FillStart *start)
 }
 
 /*
+ * L2Time with one more command first in the same round trip (the fleet
+ * lease's: lease.c), whose reply is returned in *first_reply (to free with
+ * TwoCacheRedisFreeReplies).  Returns false if Redis is unavailable or
+ * failed (*first_reply NULL); a start not read is 0.
+ */
+bool
+L2TimeWith(const ArcKey *key, L2FillStart *start, const TcRedisCommand *first,
+		   TcRedisReply **first_reply)
+{
+	TcRedisCommand cmds[3];
+	TcRedisReply *replies[3] = {NULL, NULL, NULL};
+	char		err[512];
+	size_t		rklen;
+	char	   *rkey = l2_key(key, &rklen);
+	TcRedisReply *reply;
+
+	*first_reply = NULL;
+	start->redis_us = 0;
+	INSTR_TIME_SET_CURRENT(start->local);
+	cmds[0] = *first;
+	TwoCacheRedisCommand(&cmds[1], "EXISTS");
+	TwoCacheRedisArg(&cmds[1], rkey, rklen);
+	TwoCacheRedisCommand(&cmds[2], "TIME");
+	cmds[2].route_key = rkey;
+	cmds[2].route_len = rklen;
+	if (!TwoCacheRedisBackendExec(3, cmds, replies, err, sizeof(err)))
+		return false;
+	reply = replies[2];
+	if (reply->type == TC_REPLY_ARRAY && reply->elements == 2 &&
+		reply->element[0]->type == TC_REPLY_STRING &&
+		reply->element[1]->type == TC_REPLY_STRING)
+		start->redis_us = strtou64(reply->element[0]->str, NULL, 10) * 1000000 +
+			strtou64(reply->element[1]->str, NULL, 10);
+	*first_reply = replies[0];
+	TwoCacheRedisFreeReplies(2, &replies[1]);
+	return true;
+}
+
+/*
  * L2Time for n keys in one round trip: in a cluster each key's start is
  * its own master's clock.
  */
@@ -828,7 +867,8 @@ L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms)
  */
 bool
 L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
-	   const ArcTags *tags, int64 ttl_ms, const L2FillStart *start, bool *stored)
+	   const ArcTags *tags, int64 ttl_ms, const L2FillStart *start, bool *stored,
+	   const TcRedisCommand *extra, bool *extra_sent)
 {
 	L2FillItem	item;
 
@@ -838,7 +878,7 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 	item.negative = negative;
 	item.ttl_ms = ttl_ms;
 	item.start = *start;
-	return L2FillMany(1, &item, tags, stored);
+	return L2FillMany(1, &item, tags, stored, extra, extra_sent);
 }
 
 /*
@@ -847,9 +887,13 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
  * another (one without tags).  stored[i] says whether key i was written.
  * Returns false if Redis is unavailable or refused (nothing more is sent
  * then; what was sent stands or is refused key by key, as with L2Fill).
+ * extra, if not NULL, is sent last in the fills' round trip (the end of a
+ * fleet lease: lease.c), its reply ignored; *extra_sent says whether it
+ * went.
  */
 bool
-L2FillMany(int n, const L2FillItem *items, const ArcTags *tags, bool *stored)
+L2FillMany(int n, const L2FillItem *items, const ArcTags *tags, bool *stored,
+		   const TcRedisCommand *extra, bool *extra_sent)
 {
 	int			ntags = TwoCacheTagsCount(tags);
 	TcRedisCommand *cmds;
@@ -861,6 +905,8 @@ L2FillMany(int n, const L2FillItem *items, const ArcTags *tags, bool *stored)
 	int			i;
 	bool		ok = true;
 
+	if (extra_sent != NULL)
+		*extra_sent = false;
 	for (i = 0; i < n; i++)
 	{
 		stored[i] = false;
@@ -932,8 +978,8 @@ L2FillMany(int n, const L2FillItem *items, const ArcTags *tags, bool *stored)
 			return false;
 	}
 
-	cmds = palloc(sizeof(TcRedisCommand) * n);
-	replies = palloc0(sizeof(TcRedisReply *) * n);
+	cmds = palloc(sizeof(TcRedisCommand) * (n + 1));
+	replies = palloc0(sizeof(TcRedisReply *) * (n + 1));
 	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, InvalGeneration());
 	for (i = 0; i < n; i++)
 	{
@@ -967,8 +1013,16 @@ L2FillMany(int n, const L2FillItem *items, const ArcTags *tags, bool *stored)
 	}
 	if (nfill == 0)
 		return true;
-	if (!TwoCacheRedisBackendExec(nfill, cmds, replies, err, sizeof(err)))
+	if (extra != NULL)
+		cmds[nfill] = *extra;
+	if (!TwoCacheRedisBackendExec(nfill + (extra != NULL ? 1 : 0), cmds, replies,
+								  err, sizeof(err)))
 		return false;
+	if (extra != NULL)
+	{
+		*extra_sent = true;
+		TwoCacheRedisFreeReplies(1, &replies[nfill]);
+	}
 	nfill = 0;
 	for (i = 0; i < n; i++)
 	{

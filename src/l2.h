@@ -49,6 +49,8 @@ typedef struct L2FillStart
 
 extern bool L2Time(const ArcKey *key, L2FillStart *start);
 extern bool L2TimeMany(int n, const ArcKey *keys, L2FillStart *starts);
+extern bool L2TimeWith(const ArcKey *key, L2FillStart *start,
+					   const TcRedisCommand *first, TcRedisReply **first_reply);
 
 /* One key of L2FillMany */
 typedef struct L2FillItem
@@ -62,11 +64,12 @@ typedef struct L2FillItem
 } L2FillItem;
 
 extern bool L2FillMany(int n, const L2FillItem *items, const ArcTags *tags,
-					   bool *stored);
+					   bool *stored, const TcRedisCommand *extra, bool *extra_sent);
 extern bool L2Probe(const ArcKey *key, bool *is_value, int64 *pttl_ms);
 extern bool L2Fill(const ArcKey *key, const char *value, uint32 len,
 				   bool negative, const ArcTags *tags, int64 ttl_ms,
-				   const L2FillStart *start, bool *stored);
+				   const L2FillStart *start, bool *stored,
+				   const TcRedisCommand *extra, bool *extra_sent);
 extern bool L2Set(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 				  TwoCacheOnlyIf only_if, const ArcTags *tags, bool *wrote,
 				  char *errbuf, size_t errlen);

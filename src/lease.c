@@ -174,16 +174,16 @@ unregister_waiter(void)
 }
 
 /*
- * Ask for key's lease once.  Returns LEASE_HELD (lease->token is ours),
- * LEASE_BUSY (*wait_ms: the holder's remaining life), or LEASE_NONE
- * (Redis unavailable or refused).
+ * Ask for key's lease once, in the round trip that reads where a fill
+ * starts (L2TimeWith: *start, for the fill that follows if it is taken).
+ * Returns LEASE_HELD (lease->token is ours), LEASE_BUSY (*wait_ms: the
+ * holder's remaining life), or LEASE_NONE (Redis unavailable or refused).
  */
 static LeaseResult
-try_take(const ArcKey *key, FleetLease *lease, int64 *wait_ms)
+try_take(const ArcKey *key, FleetLease *lease, int64 *wait_ms, L2FillStart *start)
 {
 	TcRedisCommand cmd;
 	TcRedisReply *reply = NULL;
-	char		err[512];
 	char		ttlbuf[32];
 	size_t		nlen;
 	char	   *name = lease_name(key, &nlen);
@@ -198,7 +198,7 @@ try_take(const ArcKey *key, FleetLease *lease, int64 *wait_ms)
 	TwoCacheRedisArg(&cmd, name, nlen);
 	TwoCacheRedisArg(&cmd, lease->token, strlen(lease->token));
 	TwoCacheRedisArg(&cmd, ttlbuf, strlen(ttlbuf));
-	if (!TwoCacheRedisBackendExec(1, &cmd, &reply, err, sizeof(err)))
+	if (!L2TimeWith(key, start, &cmd, &reply))
 		return LEASE_NONE;
 	if (reply->type == TC_REPLY_INTEGER)
 	{
@@ -247,17 +247,10 @@ sleep_for_message(long timeout_ms)
 	}
 }
 
-/*
- * For a filler that missed key in L2: take key's lease, or wait for its
- * holder.  check_l2 is called after each wake to read Redis again; it
- * returns true when the value was there (then LEASE_FILLED is returned:
- * the caller has its value).  Otherwise returns LEASE_HELD (fetch, then
- * LeaseEnd) or LEASE_NONE (fetch without the lease: disabled, Redis
- * unavailable, or fetch_wait_timeout passed).
- */
+/* LeaseAcquire's loop; the caller registered as a waiter */
 static LeaseResult
 acquire_loop(const ArcKey *key, FleetLease *lease,
-			 bool (*check_l2) (void *arg), void *arg)
+			 bool (*check_l2) (void *arg), void *arg, L2FillStart *start)
 {
 	TimestampTz deadline = 0;
 	bool		counted = false;
@@ -270,7 +263,7 @@ acquire_loop(const ArcKey *key, FleetLease *lease,
 		int64		wait_ms = 0;
 		long		timeout;
 		bool		subscribed;
-		LeaseResult result = try_take(key, lease, &wait_ms);
+		LeaseResult result = try_take(key, lease, &wait_ms, start);
 
 		if (result != LEASE_BUSY)
 			return result;
@@ -305,43 +298,44 @@ acquire_loop(const ArcKey *key, FleetLease *lease,
  * holder.  check_l2 is called after each wake to read Redis again; it
  * returns true when the value was there (then LEASE_FILLED is returned:
  * the caller has its value).  Otherwise returns LEASE_HELD (fetch, then
- * LeaseEnd) or LEASE_NONE (fetch without the lease: disabled, Redis
- * unavailable, or fetch_wait_timeout passed).
+ * LeaseEnd: *start is where the fill starts, read with the lease) or
+ * LEASE_NONE (fetch without the lease: disabled, Redis unavailable, or
+ * fetch_wait_timeout passed; *start is not read).
  */
 LeaseResult
 LeaseAcquire(const ArcKey *key, FleetLease *lease,
-			 bool (*check_l2) (void *arg), void *arg)
+			 bool (*check_l2) (void *arg), void *arg, L2FillStart *start)
 {
 	LeaseResult result;
 
 	lease->held = false;
+	memset(start, 0, sizeof(L2FillStart));
 	if (!LeaseEnabled())
 		return LEASE_NONE;
 	register_waiter(key);
 	PG_TRY();
 	{
-		result = acquire_loop(key, lease, check_l2, arg);
+		result = acquire_loop(key, lease, check_l2, arg, start);
 	}
 	PG_FINALLY();
 	{
 		unregister_waiter();
 	}
 	PG_END_TRY();
+	if (result != LEASE_HELD)
+		memset(start, 0, sizeof(L2FillStart));
 	return result;
 }
 
 /*
- * End a lease this backend holds: delete it if it is still ours and tell
- * every server's waiters (an 'f' message).  Called once the value is in
- * Redis, or when the fetch failed.  Raises no error (a failure leaves the
- * lease to expire); safe with interrupts held.
+ * The command that ends a lease this backend holds (into *cmd; false if it
+ * holds none): it deletes the lease if it is still ours and tells every
+ * server's waiters (an 'f' message).  Sent once the value is in Redis (with
+ * the fill, L2Fill's extra), then LeaseEnded; or by LeaseEnd.
  */
-void
-LeaseEnd(const ArcKey *key, FleetLease *lease)
+bool
+LeaseEndCommand(const ArcKey *key, const FleetLease *lease, TcRedisCommand *cmd)
 {
-	TcRedisCommand cmd;
-	TcRedisReply *reply = NULL;
-	char		err[512];
 	size_t		nlen;
 	char	   *name;
 	const char *dbname;
@@ -350,18 +344,42 @@ LeaseEnd(const ArcKey *key, FleetLease *lease)
 	int			msglen;
 
 	if (!lease->held)
-		return;
-	lease->held = false;
+		return false;
 	name = lease_name(key, &nlen);
 	L2ScopeNames(key, &dbname, &rolename);
 	msg = L2Message(key, dbname, rolename, TC_MSG_FILLED, InvalidXLogRecPtr, &msglen);
-	TwoCacheRedisCommand(&cmd, "EVAL");
-	TwoCacheRedisArg(&cmd, lease_end_script, strlen(lease_end_script));
-	TwoCacheRedisArg(&cmd, "1", 1);
-	TwoCacheRedisArg(&cmd, name, nlen);
-	TwoCacheRedisArg(&cmd, lease->token, strlen(lease->token));
-	TwoCacheRedisArg(&cmd, twocache_channel, strlen(twocache_channel));
-	TwoCacheRedisArg(&cmd, msg, msglen);
+	TwoCacheRedisCommand(cmd, "EVAL");
+	TwoCacheRedisArg(cmd, lease_end_script, strlen(lease_end_script));
+	TwoCacheRedisArg(cmd, "1", 1);
+	TwoCacheRedisArg(cmd, name, nlen);
+	TwoCacheRedisArg(cmd, lease->token, strlen(lease->token));
+	TwoCacheRedisArg(cmd, twocache_channel, strlen(twocache_channel));
+	TwoCacheRedisArg(cmd, msg, msglen);
+	return true;
+}
+
+/* The lease's end was sent with another exchange (L2Fill's extra). */
+void
+LeaseEnded(FleetLease *lease)
+{
+	lease->held = false;
+}
+
+/*
+ * End a lease this backend holds, in a round trip of its own: after a fill
+ * that did not write Redis, or when the fetch failed.  Raises no error (a
+ * failure leaves the lease to expire); safe with interrupts held.
+ */
+void
+LeaseEnd(const ArcKey *key, FleetLease *lease)
+{
+	TcRedisCommand cmd;
+	TcRedisReply *reply = NULL;
+	char		err[512];
+
+	if (!LeaseEndCommand(key, lease, &cmd))
+		return;
+	lease->held = false;
 	if (TwoCacheRedisBackendExec(1, &cmd, &reply, err, sizeof(err)))
 		TwoCacheRedisFreeReplies(1, &reply);
 }

@@ -8,6 +8,8 @@
 #ifndef TWOCACHE_LEASE_H
 #define TWOCACHE_LEASE_H
 
+#include "l2.h"
+#include "redis.h"
 #include "twocache.h"
 
 typedef enum LeaseResult
@@ -29,7 +31,11 @@ typedef struct LeaseShared LeaseShared;
 extern LeaseShared *LeaseShmemInit(char *base);
 extern bool LeaseEnabled(void);
 extern LeaseResult LeaseAcquire(const ArcKey *key, FleetLease *lease,
-								bool (*check_l2) (void *arg), void *arg);
+								bool (*check_l2) (void *arg), void *arg,
+								L2FillStart *start);
+extern bool LeaseEndCommand(const ArcKey *key, const FleetLease *lease,
+							TcRedisCommand *cmd);
+extern void LeaseEnded(FleetLease *lease);
 extern void LeaseEnd(const ArcKey *key, FleetLease *lease);
 extern void LeaseWake(const ArcKey *key);
 

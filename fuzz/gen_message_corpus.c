@@ -178,6 +178,10 @@ main(int argc, char **argv)
 	set_key(&m, "42", 2);
 	seed(&m, "generation");
 
+	init_msg(&m, TC_MSG_FILLED, "eu-west", "app", 0, UINT64CONST(7301828452437217042));
+	set_key(&m, "report:42", 9);
+	seed(&m, "filled");
+
 	init_msg(&m, TC_MSG_DEL, "primary", "app", UINT64CONST(0x16B3748), UINT64CONST(7301828452437217042));
 	set_role(&m, "alice");
 	set_key(&m, "report:42", 9);

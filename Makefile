@@ -21,6 +21,7 @@ OBJS = \
 	src/fetch.o \
 	src/lease.o \
 	src/cache.o \
+	src/batch.o \
 	src/tags.o \
 	src/redis.o \
 	src/redis_url.o \
@@ -55,7 +56,7 @@ EXTRA_CLEAN = test/results test/output tmp_check results regression.diffs regres
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
-$(OBJS): src/twocache.h src/arc.h src/flight.h src/redis.h src/l2.h src/message.h src/inval.h src/fence.h src/lease.h
+$(OBJS): src/twocache.h src/arc.h src/flight.h src/redis.h src/l2.h src/message.h src/inval.h src/fence.h src/lease.h src/cache.h
 else
 # No server headers yet (fresh machine): "make deps" installs them, and the
 # targets below re-run make once they are there.

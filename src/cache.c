@@ -2,9 +2,10 @@
  *
  * cache.c
  *	  Cache operations behind the SQL functions: L1 under the partition
- *	  locks, L2 through l2.c, and single-flight fetches.  Deletes and tag
- *	  invalidations are inval.c's, which uses the L1 primitives here
- *	  (TwoCacheLocalDelete, TwoCacheFlushLocal).
+ *	  locks, L2 through l2.c, and single-flight fetches (the fleet's lease:
+ *	  lease.c).  Deletes and tag invalidations are inval.c's, which uses the
+ *	  L1 primitives here (TwoCacheLocalDelete, TwoCacheFlushLocal); batch
+ *	  read-through is batch.c's, which uses those of cache.h.
  *
  * Read path of twocache_get: L1; on a miss, the key's flight (flight.c):
  * the filler reads L2 and, on an L2 miss, runs the fetch query and stores
@@ -45,6 +46,7 @@
 #include "lease.h"
 #include "redis.h"
 #include "twocache.h"
+#include "cache.h"
 
 /* ----------------------------------------------------------------
  * Keys, partitions, expiry
@@ -135,8 +137,8 @@ TwoCacheValueFit(const ArcKey *key, Size len, const ArcTags *tags)
 	return TWOCACHE_FITS;
 }
 
-static text *
-copy_value(const char *value, uint32 len)
+text *
+TwoCacheCopyValue(const char *value, uint32 len)
 {
 	text	   *t = (text *) palloc(VARHDRSZ + len);
 
@@ -165,13 +167,13 @@ TwoCacheValueForReader(const char *value, uint32 len, int src, bool verify)
 	text	   *result;
 
 	if (dst == PG_SQL_ASCII || len == 0)
-		return copy_value(value, len);
+		return TwoCacheCopyValue(value, len);
 	if (src == dst || src == PG_SQL_ASCII)
 	{
 		if ((verify || src == PG_SQL_ASCII) &&
 			!pg_verify_mbstr(dst, value, len, true))
 			return NULL;
-		return copy_value(value, len);
+		return TwoCacheCopyValue(value, len);
 	}
 	if (!PG_VALID_BE_ENCODING(src))
 		return NULL;
@@ -202,8 +204,9 @@ TwoCacheValueForReader(const char *value, uint32 len, int src, bool verify)
  * Find the live resident entry for key, removing it first if it expired.
  * Caller holds the partition lock exclusively.
  */
-static ArcEntry *
-find_live(ArcPartition *part, HTAB *hash, const ArcKey *key, TimestampTz now)
+ArcEntry *
+TwoCacheFindLive(ArcPartition *part, HTAB *hash, const ArcKey *key,
+				 TimestampTz now)
 {
 	ArcEntry   *e = ArcFind(hash, key);
 
@@ -228,10 +231,10 @@ find_live(ArcPartition *part, HTAB *hash, const ArcKey *key, TimestampTz now)
  * false if it was stale.  Takes the partition lock; ends t's flight under
  * it.
  */
-static bool
-l1_fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *value,
-		uint32 len, bool negative, const ArcTags *tags, int64 ttl_ms,
-		FlightTicket *t)
+bool
+TwoCacheL1Fill(ArcPartition *part, HTAB *hash, const ArcKey *key,
+			   const char *value, uint32 len, bool negative,
+			   const ArcTags *tags, int64 ttl_ms, FlightTicket *t)
 {
 	uint64		evicted = 0;
 	bool		stale;
@@ -250,7 +253,7 @@ l1_fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *value,
 	 * replace it with what may be an older snapshot's value.
 	 */
 	stale = FenceFillIsStale(part, key, tags, t) ||
-		find_live(part, hash, key, GetCurrentTimestamp()) != NULL;
+		TwoCacheFindLive(part, hash, key, GetCurrentTimestamp()) != NULL;
 	if (stale)
 		TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
 	else if (ArcStore(part, hash, key, value, len, negative,
@@ -266,9 +269,9 @@ l1_fill(ArcPartition *part, HTAB *hash, const ArcKey *key, const char *value,
 }
 
 /* Is a fill begun with t stale already?  Takes the lock in shared mode. */
-static bool
-fill_is_stale(ArcPartition *part, const ArcKey *key, const ArcTags *tags,
-			  FlightTicket *t)
+bool
+TwoCacheFillIsStale(ArcPartition *part, const ArcKey *key, const ArcTags *tags,
+					const FlightTicket *t)
 {
 	bool		stale;
 
@@ -296,7 +299,7 @@ l1_store(const ArcKey *key, const char *value, uint32 len, int64 ttl_ms,
 	ArcStoreResult r;
 
 	LWLockAcquire(part->lock, LW_EXCLUSIVE);
-	e = find_live(part, hash, key, now);
+	e = TwoCacheFindLive(part, hash, key, now);
 	present = (e != NULL && !e->negative);
 	if ((only_if == TWOCACHE_ONLY_IF_ABSENT && present) ||
 		(only_if == TWOCACHE_ONLY_IF_PRESENT && !present))
@@ -403,9 +406,9 @@ TwoCacheFlushLocal(void)
  * of it Redis has not taken yet: inval.c) or not valid as text here; t is
  * then still open.
  */
-static bool
-l2_answer(ArcPartition *part, HTAB *hash, const ArcKey *key, const L2Entry *e,
-		  FlightTicket *t, text **result)
+bool
+TwoCacheL2Answer(ArcPartition *part, HTAB *hash, const ArcKey *key,
+				 const L2Entry *e, FlightTicket *t, text **result)
 {
 	uint32		len;
 
@@ -433,9 +436,9 @@ l2_answer(ArcPartition *part, HTAB *hash, const ArcKey *key, const L2Entry *e,
 		FlightEnd(t);
 		return true;
 	}
-	(void) l1_fill(part, hash, key, e->negative ? NULL : VARDATA(*result), len,
-				   e->negative, &e->tags,
-				   e->pttl_ms < 0 ? 0 : Max(e->pttl_ms, 1), t);
+	(void) TwoCacheL1Fill(part, hash, key, e->negative ? NULL : VARDATA(*result),
+						  len, e->negative, &e->tags,
+						  e->pttl_ms < 0 ? 0 : Max(e->pttl_ms, 1), t);
 	return true;
 }
 
@@ -456,7 +459,7 @@ fill_from_l2(ArcPartition *part, HTAB *hash, const ArcKey *key,
 		TwoCacheCount(TC_L2_MISSES, 1);
 		return false;
 	}
-	return l2_answer(part, hash, key, &e, t, result);
+	return TwoCacheL2Answer(part, hash, key, &e, t, result);
 }
 
 /* What LeaseAcquire's check of L2 needs (fill_checks_l2) */
@@ -640,7 +643,7 @@ fill_under_lease(ArcPartition *part, HTAB *hash, const ArcKey *key,
 	 */
 	if (TwoCacheRedisEnabled() && start.redis_us != 0 &&
 		!InvalL2Withheld(key, store_tags, PG_UINT64_MAX) &&
-		!fill_is_stale(part, key, store_tags, t))
+		!TwoCacheFillIsStale(part, key, store_tags, t))
 	{
 		bool		stored;
 		TcRedisCommand end;
@@ -667,12 +670,12 @@ fill_under_lease(ArcPartition *part, HTAB *hash, const ArcKey *key,
 				FlightEnd(t);
 				return result;
 			}
-			if (fill_is_stale(part, key, store_tags, t))
+			if (TwoCacheFillIsStale(part, key, store_tags, t))
 				(void) TwoCacheTakeBack(key);
 		}
 	}
-	(void) l1_fill(part, hash, key, fr.value, fr.value_len, !fr.found, store_tags,
-				   fill_ttl, t);
+	(void) TwoCacheL1Fill(part, hash, key, fr.value, fr.value_len, !fr.found,
+						  store_tags, fill_ttl, t);
 	return result;
 }
 
@@ -699,7 +702,7 @@ TwoCacheGet(const ArcKey *key, const FetchQuery *query, int64 ttl_ms,
 		FlightTicket *t = &unguarded;
 
 		LWLockAcquire(part->lock, LW_EXCLUSIVE);
-		e = skip ? NULL : find_live(part, hash, key, now);
+		e = skip ? NULL : TwoCacheFindLive(part, hash, key, now);
 		if (e != NULL)
 		{
 			text	   *result = NULL;
@@ -710,7 +713,7 @@ TwoCacheGet(const ArcKey *key, const FetchQuery *query, int64 ttl_ms,
 			if (!waited)
 				ArcHit(part, e);
 			if (!negative)
-				result = copy_value(e->value, e->value_len);
+				result = TwoCacheCopyValue(e->value, e->value_len);
 			LWLockRelease(part->lock);
 			if (!negative && encoding != GetDatabaseEncoding())
 			{
@@ -811,7 +814,8 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 
 		values[i] = NULL;
 		LWLockAcquire(part->lock, LW_EXCLUSIVE);
-		e = skip ? NULL : find_live(part, hash, &keys[i], GetCurrentTimestamp());
+		e = skip ? NULL : TwoCacheFindLive(part, hash, &keys[i],
+										   GetCurrentTimestamp());
 		if (e != NULL)
 		{
 			bool		negative = e->negative;
@@ -819,7 +823,7 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 
 			ArcHit(part, e);
 			if (!negative)
-				values[i] = copy_value(e->value, e->value_len);
+				values[i] = TwoCacheCopyValue(e->value, e->value_len);
 			LWLockRelease(part->lock);
 			if (!negative && encoding != GetDatabaseEncoding())
 			{
@@ -855,8 +859,8 @@ TwoCacheMGet(int n, const ArcKey *keys, text **values)
 		HTAB	   *hash;
 		ArcPartition *part = TwoCachePartitionFor(&mkeys[i], &hash);
 
-		(void) l2_answer(part, hash, &mkeys[i], &l2[i], &tickets[i],
-						 &values[missing[i]]);
+		(void) TwoCacheL2Answer(part, hash, &mkeys[i], &l2[i], &tickets[i],
+								&values[missing[i]]);
 	}
 }
 
@@ -868,442 +872,6 @@ bool
 TwoCacheSkipLocal(void)
 {
 	return twocache_skip_local && TwoCacheRedisEnabled();
-}
-
-/* ----------------------------------------------------------------
- * Batch read-through (twocache_mget with a fetch query)
- * ----------------------------------------------------------------
- */
-
-static int
-key_cmp(const ArcKey *a, const ArcKey *b)
-{
-	if (a->len != b->len)
-		return a->len < b->len ? -1 : 1;
-	return memcmp(a->data, b->data, a->len);
-}
-
-static int
-key_index_cmp(const void *a, const void *b, void *arg)
-{
-	const ArcKey *keys = (const ArcKey *) arg;
-	int			r = key_cmp(&keys[*(const int *) a], &keys[*(const int *) b]);
-
-	if (r != 0)
-		return r;
-	return *(const int *) a - *(const int *) b;
-}
-
-/* Where a key of a batch stands */
-typedef enum BatchState
-{
-	BATCH_PENDING,				/* not looked up this round yet */
-	BATCH_MINE,					/* this round fills it (item or unguarded) */
-	BATCH_WAIT,					/* another backend's flight fills it */
-	BATCH_DONE
-} BatchState;
-
-typedef struct BatchKey
-{
-	BatchState	state;
-	bool		counted;		/* its L1 miss was counted */
-	bool		waited;			/* it was served by another's flight */
-	bool		unguarded;		/* fetch it without a flight next round */
-	FlightTicket ticket;
-} BatchKey;
-
-/*
- * Look key i up in L1 for a batch; on a hit set values[i] and return true.
- * A value that is not valid text here counts as a miss to fetch unguarded.
- */
-static bool
-batch_lookup(ArcPartition *part, HTAB *hash, const ArcKey *key, BatchKey *bk,
-			 text **value)
-{
-	ArcEntry   *e;
-	bool		negative;
-	int			encoding;
-
-	if (TwoCacheSkipLocal())
-	{
-		bk->counted = true;		/* no L1, no L1 miss */
-		return false;
-	}
-	e = find_live(part, hash, key, GetCurrentTimestamp());
-	if (e == NULL)
-		return false;
-	negative = e->negative;
-	encoding = e->encoding;
-	if (!bk->waited)
-		ArcHit(part, e);
-	*value = negative ? NULL : copy_value(e->value, e->value_len);
-	LWLockRelease(part->lock);
-	if (!negative && encoding != GetDatabaseEncoding())
-	{
-		text	   *raw = *value;
-
-		*value = TwoCacheValueForReader(VARDATA(raw), VARSIZE(raw) - VARHDRSZ,
-										encoding, false);
-		pfree(raw);
-		if (*value == NULL)
-		{
-			if (!bk->counted)
-				TwoCacheCount(TC_L1_MISSES, 1);
-			bk->counted = true;
-			bk->unguarded = true;
-			LWLockAcquire(part->lock, LW_EXCLUSIVE);
-			return false;
-		}
-	}
-	if (!bk->waited && !bk->counted)
-		TwoCacheCount(negative ? TC_NEGATIVE_HITS : TC_L1_HITS, 1);
-	LWLockAcquire(part->lock, LW_EXCLUSIVE);
-	return true;
-}
-
-/*
- * Fetch the nmine keys of mine[] (indexes into keys) with one run of the
- * batch query, and store each result in both layers as a single fill would
- * (fenced by its ticket, which is ended here).  Keys the query returns no
- * row for are not found.
- */
-static void
-batch_fetch(int nmine, const int *mine, const ArcKey *keys, BatchKey *bk,
-			text **values, const FetchQuery *query, int64 ttl_ms,
-			const ArcTags *tags)
-{
-	L2FillStart *starts = palloc0(sizeof(L2FillStart) * nmine);
-	ArcKey	   *mkeys = palloc(sizeof(ArcKey) * nmine);
-	FetchBatchResult br;
-	const ArcTags *store_tags = tags;
-	bool		cacheable = true;
-	bool		l2 = TwoCacheRedisEnabled();
-	int			nstore = 0;
-	L2FillItem *items;
-	int		   *item_key;
-	bool	   *stored;
-	int			i;
-
-	for (i = 0; i < nmine; i++)
-		mkeys[i] = keys[mine[i]];
-	/* where the fills start for Redis's fences; 0 if unknown */
-	if (l2 && !L2TimeMany(nmine, mkeys, starts))
-		l2 = false;
-	TwoCacheCount(TC_FETCHES, 1);
-	PG_TRY();
-	{
-		TwoCacheRunBatchFetch(query, nmine, mkeys, &br);
-	}
-	PG_CATCH();
-	{
-		TwoCacheCount(TC_FETCH_ERRORS, 1);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	/* twocache.auto_tag: the tables the query read are every key's tags */
-	if (br.too_many_tables)
-		cacheable = false;
-	else if (br.tables.len > 0)
-	{
-		ArcTags    *all = palloc(sizeof(ArcTags));
-
-		TwoCacheTagsMerge(tags, &br.tables, all);
-		if (TwoCacheTagsCount(all) > TWOCACHE_MAX_TAGS)
-			cacheable = false;
-		store_tags = all;
-	}
-	/* this transaction wrote: the values may show uncommitted rows */
-	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		cacheable = false;
-
-	items = palloc(sizeof(L2FillItem) * nmine);
-	item_key = palloc(sizeof(int) * nmine);
-	stored = palloc(sizeof(bool) * nmine);
-	for (i = 0; i < nmine; i++)
-	{
-		int			k = mine[i];
-		FetchResult *fr = br.present[i] ? &br.rows[i] : NULL;
-		bool		found = fr != NULL && fr->found;
-		HTAB	   *hash;
-		ArcPartition *part = TwoCachePartitionFor(&keys[k], &hash);
-
-		values[k] = found ? cstring_to_text_with_len(fr->value, fr->value_len) : NULL;
-		bk[k].state = BATCH_DONE;
-		if (!cacheable)
-		{
-			TwoCacheCount(TC_UNCACHEABLE, 1);
-			FlightEnd(&bk[k].ticket);
-			continue;
-		}
-		if (!found && twocache_not_found_ttl == 0)
-		{
-			FlightEnd(&bk[k].ticket);
-			continue;
-		}
-		if (TwoCacheValueFit(&keys[k], found ? fr->value_len : 0,
-							 store_tags) != TWOCACHE_FITS)
-		{
-			TwoCacheCount(TC_TOO_LARGE, 1);
-			FlightEnd(&bk[k].ticket);
-			continue;
-		}
-		items[nstore].key = &keys[k];
-		items[nstore].value = found ? fr->value : NULL;
-		items[nstore].len = found ? fr->value_len : 0;
-		items[nstore].negative = !found;
-		items[nstore].ttl_ms = !found ? TwoCacheCapTtl(twocache_not_found_ttl) :
-			TwoCacheCapTtl(fr->has_ttl ? fr->ttl_ms : ttl_ms);
-		items[nstore].start = starts[i];
-		/* a key withheld from L2, or stale already, is kept out of Redis */
-		if (!l2 || starts[i].redis_us == 0 ||
-			InvalL2Withheld(&keys[k], store_tags, PG_UINT64_MAX) ||
-			fill_is_stale(part, &keys[k], store_tags, &bk[k].ticket))
-			items[nstore].start.redis_us = 0;
-		item_key[nstore] = k;
-		nstore++;
-	}
-
-	/* Redis: the fresh ones in one pipeline (two with tags) */
-	if (nstore > 0 && l2)
-	{
-		int			nl2 = 0;
-		L2FillItem *l2items = palloc(sizeof(L2FillItem) * nstore);
-		int		   *l2of = palloc(sizeof(int) * nstore);
-
-		for (i = 0; i < nstore; i++)
-			if (items[i].start.redis_us != 0)
-			{
-				l2items[nl2] = items[i];
-				l2of[nl2++] = i;
-			}
-		for (i = 0; i < nstore; i++)
-			stored[i] = true;
-		if (nl2 > 0)
-		{
-			bool	   *l2stored = palloc(sizeof(bool) * nl2);
-
-			if (L2FillMany(nl2, l2items, store_tags, l2stored, NULL, NULL))
-				for (i = 0; i < nl2; i++)
-					stored[l2of[i]] = l2stored[i];
-		}
-	}
-	else
-		for (i = 0; i < nstore; i++)
-			stored[i] = true;
-
-	for (i = 0; i < nstore; i++)
-	{
-		int			k = item_key[i];
-		HTAB	   *hash;
-		ArcPartition *part = TwoCachePartitionFor(&keys[k], &hash);
-
-		if (!stored[i])
-		{
-			/* Redis holds a newer value, or a fence refused it (L2Fill) */
-			TwoCacheCount(TC_STALE_FILLS_REJECTED, 1);
-			FlightEnd(&bk[k].ticket);
-			continue;
-		}
-		if (items[i].start.redis_us != 0 &&
-			fill_is_stale(part, &keys[k], store_tags, &bk[k].ticket))
-			(void) TwoCacheTakeBack(&keys[k]);
-		(void) l1_fill(part, hash, &keys[k], items[i].value, items[i].len,
-					   items[i].negative, store_tags, items[i].ttl_ms,
-					   &bk[k].ticket);
-	}
-}
-
-/*
- * Batch read-through: values[i] for each of the n keys, L1 first, then one
- * L2 round trip for the misses, then one run of the batch fetch query for
- * the keys missing from both, whose results are stored in both layers.
- * Single flight holds per key: a key another backend is filling (a get or a
- * batch) is waited for, and the keys this batch fills are published as its
- * items (flight.c), so gets and batches of them wait for it.  Rounds repeat
- * for keys whose flight ended without a value, and for keys beyond
- * FLIGHT_BATCH_ITEMS, until every key has its answer.
- */
-void
-TwoCacheMGetFill(int n, const ArcKey *keys, text **values,
-				 const FetchQuery *query, int64 ttl_ms, const ArcTags *tags)
-{
-	BatchKey   *bk = palloc0(sizeof(BatchKey) * Max(n, 1));
-	int		   *first = palloc(sizeof(int) * Max(n, 1));
-	int		   *order = palloc(sizeof(int) * Max(n, 1));
-	int		   *mine = palloc(sizeof(int) * Max(n, 1));
-	ArcKey	   *mkeys = palloc(sizeof(ArcKey) * Max(n, 1));
-	L2Entry    *l2 = palloc(sizeof(L2Entry) * Max(n, 1));
-	int			i;
-
-	/* a key given twice is looked up once: first[i] is its first place */
-	for (i = 0; i < n; i++)
-	{
-		order[i] = i;
-		values[i] = NULL;
-	}
-	qsort_arg(order, n, sizeof(int), key_index_cmp, (void *) keys);
-	for (i = 0; i < n; i++)
-		first[order[i]] = (i > 0 && key_cmp(&keys[order[i]], &keys[order[i - 1]]) == 0) ?
-			first[order[i - 1]] : order[i];
-	for (i = 0; i < n; i++)
-		bk[i].state = first[i] == i ? BATCH_PENDING : BATCH_DONE;
-
-	for (;;)
-	{
-		FlightTicket *volatile lead = NULL;
-		volatile bool lead_tried = false;
-		int			nmine = 0;
-		int			nguarded = 0;
-		bool		more = false;
-		int			j;
-
-		PG_TRY();
-		{
-			/* L1, and claim the keys nobody is filling */
-			for (i = 0; i < n; i++)
-			{
-				HTAB	   *hash;
-				ArcPartition *part;
-				FlightSlot *slot;
-
-				if (bk[i].state != BATCH_PENDING)
-					continue;
-				part = TwoCachePartitionFor(&keys[i], &hash);
-				LWLockAcquire(part->lock, LW_EXCLUSIVE);
-				if (batch_lookup(part, hash, &keys[i], &bk[i], &values[i]))
-				{
-					LWLockRelease(part->lock);
-					bk[i].state = BATCH_DONE;
-					continue;
-				}
-				if (!bk[i].counted)
-					TwoCacheCount(TC_L1_MISSES, 1);
-				bk[i].counted = true;
-				slot = bk[i].unguarded ? NULL : FlightFind(part, &keys[i]);
-				if (slot == NULL && !bk[i].unguarded && !lead_tried)
-				{
-					/*
-					 * The batch's lead, at its first key to fill (54001 here
-					 * is raised before anything is claimed; error recovery
-					 * frees the partition lock).  Taken without waiting, as
-					 * FlightBegin takes a flight's lock.  NULL: no slot, the
-					 * keys are fetched unguarded.
-					 */
-					TwoCacheFetchDepthCheck();
-					lead = FlightBatchBegin(keys[i].dbid);
-					lead_tried = true;
-				}
-				if (slot != NULL)
-					bk[i].state = BATCH_WAIT;
-				else if (!bk[i].unguarded && lead != NULL &&
-						 FlightBatchAdd(lead, part, &keys[i], &bk[i].ticket))
-				{
-					bk[i].state = BATCH_MINE;
-					nguarded++;
-				}
-				else if (bk[i].unguarded || lead == NULL || nguarded == 0)
-				{
-					/* no single flight for it (no slot, or no item left) */
-					FlightBeginUnguarded(part, &bk[i].ticket);
-					bk[i].state = BATCH_MINE;
-				}
-				else
-					more = true;	/* items used up: the next round */
-				LWLockRelease(part->lock);
-				if (bk[i].state == BATCH_MINE)
-					mine[nmine++] = i;
-			}
-
-			/* L2 for ours, one round trip */
-			if (nmine > 0 && TwoCacheRedisEnabled())
-			{
-				for (j = 0; j < nmine; j++)
-					mkeys[j] = keys[mine[j]];
-				if (!L2Get(nmine, mkeys, l2))
-					memset(l2, 0, sizeof(L2Entry) * nmine);
-				for (j = 0; j < nmine; j++)
-				{
-					int			k = mine[j];
-					HTAB	   *hash;
-					ArcPartition *part = TwoCachePartitionFor(&keys[k], &hash);
-
-					if (l2_answer(part, hash, &keys[k], &l2[j], &bk[k].ticket,
-								  &values[k]))
-						bk[k].state = BATCH_DONE;
-				}
-				/* the rest are fetched */
-				for (i = 0, j = 0; j < nmine; j++)
-					if (bk[mine[j]].state == BATCH_MINE)
-						mine[i++] = mine[j];
-				nmine = i;
-			}
-
-			if (nmine > 0)
-				batch_fetch(nmine, mine, keys, bk, values, query, ttl_ms, tags);
-		}
-		PG_CATCH();
-		{
-			/* every item ends with its lead: a waiter takes over */
-			if (lead != NULL)
-				FlightEnd(lead);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		if (lead != NULL)
-			FlightEnd(lead);
-
-		/* wait for the keys others fill, then look again */
-		for (i = 0; i < n; i++)
-		{
-			HTAB	   *hash;
-			ArcPartition *part;
-			FlightSlot *slot;
-
-			if (bk[i].state != BATCH_WAIT)
-				continue;
-			more = true;
-			bk[i].state = BATCH_PENDING;
-			part = TwoCachePartitionFor(&keys[i], &hash);
-			LWLockAcquire(part->lock, LW_EXCLUSIVE);
-			slot = FlightFind(part, &keys[i]);
-			if (slot == NULL)
-			{
-				LWLockRelease(part->lock);
-				continue;
-			}
-			switch (FlightWait(part, &keys[i], slot, twocache_fetch_wait_timeout))
-			{
-				case FLIGHT_WAIT_DONE:
-					if (!bk[i].waited)
-						TwoCacheCount(TC_FETCH_WAITS, 1);
-					bk[i].waited = true;
-					break;
-				case FLIGHT_WAIT_TIMEOUT:
-					if (!bk[i].waited)
-						TwoCacheCount(TC_FETCH_WAITS, 1);
-					bk[i].unguarded = true;
-					break;
-				case FLIGHT_WAIT_FAILED:
-					bk[i].unguarded = true;
-					break;
-				case FLIGHT_WAIT_DEADLOCK:
-					LWLockRelease(part->lock);
-					bk[i].unguarded = true;
-					break;
-			}
-		}
-		for (i = 0; i < n && !more; i++)
-			if (bk[i].state == BATCH_PENDING)
-				more = true;
-		if (!more)
-			break;
-		CHECK_FOR_INTERRUPTS();
-	}
-
-	for (i = 0; i < n; i++)
-		if (first[i] != i)
-			values[i] = values[first[i]];
 }
 
 /*

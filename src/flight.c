@@ -168,6 +168,7 @@ static FlightTicket my_tickets[TWOCACHE_MAX_FETCH_DEPTH];
 static uint64 my_items_used[FLIGHT_BATCH_ITEMS / 64];
 static uint8 my_item_lead[FLIGHT_BATCH_ITEMS];
 static int	my_nitems = 0;
+static int	my_item_hint = 0;	/* where to look for a free item first */
 
 static void release_owned(int min_level);
 static void end_item(FlightSlot *item);
@@ -623,10 +624,10 @@ FlightBatchAdd(FlightTicket *lead, ArcPartition *part, const ArcKey *key,
 
 	if (my_nitems >= FLIGHT_BATCH_ITEMS)
 		return false;
-	for (i = 0; i < FLIGHT_BATCH_ITEMS; i++)
-		if (!item_used(i))
-			break;
-	Assert(i < FLIGHT_BATCH_ITEMS);
+	/* from where the last claim stopped: a batch claims them in order */
+	for (i = my_item_hint; item_used(i); i = (i + 1) % FLIGHT_BATCH_ITEMS)
+		;
+	my_item_hint = (i + 1) % FLIGHT_BATCH_ITEMS;
 	item = my_item(i);
 	item->hash = key->hash;
 	item->dbid = key->dbid;

@@ -743,18 +743,28 @@ L2TimeWith(const ArcKey *key, L2FillStart *start, const TcRedisCommand *first,
 
 /*
  * L2Time for n keys in one round trip: in a cluster each key's start is
- * its own master's clock.
+ * its own master's clock; on one Redis every key has the same.
  */
 bool
 L2TimeMany(int n, const ArcKey *keys, L2FillStart *starts)
 {
-	TcRedisCommand *cmds = palloc(sizeof(TcRedisCommand) * 2 * Max(n, 1));
-	TcRedisReply **replies = palloc0(sizeof(TcRedisReply *) * 2 * Max(n, 1));
+	TcRedisCommand *cmds;
+	TcRedisReply **replies;
 	char		err[512];
 	instr_time	local;
 	int			i;
 	bool		ok = true;
 
+	if (n > 1 && !TwoCacheRedisClusterMode())
+	{
+		/* one node, one clock: read it once */
+		ok = L2Time(&keys[0], &starts[0]);
+		for (i = 1; i < n; i++)
+			starts[i] = starts[0];
+		return ok;
+	}
+	cmds = palloc(sizeof(TcRedisCommand) * 2 * Max(n, 1));
+	replies = palloc0(sizeof(TcRedisReply *) * 2 * Max(n, 1));
 	INSTR_TIME_SET_CURRENT(local);
 	for (i = 0; i < n; i++)
 	{

@@ -129,6 +129,34 @@ LUA_SET_VALUE_TTL
 "return 1\n";
 
 /*
+ * fill_script for many keys on one Redis (a batch, L2FillMany): KEYS[2i-1]
+ * and KEYS[2i] the i-th key and its fence, ARGV[1] the generation, then
+ * for each key its value, TTL and start (ARGV[3i-1], ARGV[3i], ARGV[3i+1]).
+ * Returns an array of 1 (stored) or 0, one per key.
+ */
+static const char *const fill_many_script =
+LUA_GENERATION_AND_TYPE
+"local gen = tonumber(ARGV[1])\n"
+"local out = {}\n"
+"for i = 1, #KEYS / 2 do\n"
+"  local key, fence = KEYS[2 * i - 1], KEYS[2 * i]\n"
+"  local v, ttl, start = ARGV[3 * i - 1], ARGV[3 * i], tonumber(ARGV[3 * i + 1])\n"
+"  local ok = 1\n"
+"  local f = redis.call('GET', fence)\n"
+"  if f and tonumber(f) >= start then ok = 0 end\n"
+"  if ok == 1 then\n"
+"    local cur = redis.call('GET', key)\n"
+"    if cur and gen_type(cur) >= gen then ok = 0 end\n"
+"  end\n"
+"  if ok == 1 then\n"
+"    if ttl == '0' then redis.call('SET', key, v)\n"
+"    else redis.call('SET', key, v, 'PX', ttl) end\n"
+"  end\n"
+"  out[i] = ok\n"
+"end\n"
+"return out\n";
+
+/*
  * Lua: add the key ARGV[1] to the tag's set KEYS[1], keeping the set alive
  * as long as the key (TTL ARGV[2] ms, '0' none).
  */
@@ -892,6 +920,87 @@ L2Fill(const ArcKey *key, const char *value, uint32 len, bool negative,
 }
 
 /*
+ * The fills of L2FillMany on one Redis (not a cluster: the keys may be in
+ * any slots), the fresh ones of items, as one fill_many_script, with extra
+ * after it in the same round trip.
+ */
+static bool
+fill_many(int n, const L2FillItem *items, const ArcTags *tags, const bool *fresh,
+		  const char *genbuf, bool *stored, const TcRedisCommand *extra,
+		  bool *extra_sent)
+{
+	TcRedisCommand cmds[2];
+	TcRedisReply *replies[2] = {NULL, NULL};
+	char		err[512];
+	char		numkeys[16];
+	int			nfill = 0;
+	int			i;
+	int			j;
+	bool		ok;
+
+	for (i = 0; i < n; i++)
+		if (fresh[i])
+			nfill++;
+	snprintf(numkeys, sizeof(numkeys), "%d", 2 * nfill);
+	TwoCacheRedisCommand(&cmds[0], "EVAL");
+	TwoCacheRedisArg(&cmds[0], fill_many_script, strlen(fill_many_script));
+	TwoCacheRedisArg(&cmds[0], numkeys, strlen(numkeys));
+	for (i = 0; i < n; i++)
+	{
+		size_t		rklen,
+					flen;
+		char	   *rkey;
+		char	   *fence;
+
+		if (!fresh[i])
+			continue;
+		rkey = l2_key(items[i].key, &rklen);
+		fence = L2DeleteFenceName(rkey, rklen, &flen);
+		TwoCacheRedisArg(&cmds[0], rkey, rklen);
+		TwoCacheRedisArg(&cmds[0], fence, flen);
+	}
+	TwoCacheRedisArg(&cmds[0], genbuf, strlen(genbuf));
+	for (i = 0; i < n; i++)
+	{
+		size_t		vlen;
+		char	   *v;
+		char	   *ttlbuf;
+		char	   *startbuf;
+
+		if (!fresh[i])
+			continue;
+		v = l2_value(items[i].value, items[i].len, items[i].negative, tags, &vlen);
+		ttlbuf = psprintf(INT64_FORMAT, Max(items[i].ttl_ms, 0));
+		startbuf = psprintf(UINT64_FORMAT, items[i].start.redis_us);
+		TwoCacheRedisArg(&cmds[0], v, vlen);
+		TwoCacheRedisArg(&cmds[0], ttlbuf, strlen(ttlbuf));
+		TwoCacheRedisArg(&cmds[0], startbuf, strlen(startbuf));
+	}
+	if (extra != NULL)
+		cmds[1] = *extra;
+	if (!TwoCacheRedisBackendExec(extra != NULL ? 2 : 1, cmds, replies, err, sizeof(err)))
+		return false;
+	if (extra != NULL)
+	{
+		*extra_sent = true;
+		TwoCacheRedisFreeReplies(1, &replies[1]);
+	}
+	ok = replies[0]->type == TC_REPLY_ARRAY && replies[0]->elements == (size_t) nfill;
+	for (i = 0, j = 0; ok && i < n; i++)
+	{
+		if (!fresh[i])
+			continue;
+		if (replies[0]->element[j]->type != TC_REPLY_INTEGER)
+			ok = false;
+		else
+			stored[i] = replies[0]->element[j]->integer == 1;
+		j++;
+	}
+	TwoCacheRedisFreeReplies(1, replies);
+	return ok;
+}
+
+/*
  * L2Fill for n keys sharing tags (a batch read-through): the tags' step for
  * every key in one round trip, then the fills of the keys still fresh in
  * another (one without tags).  stored[i] says whether key i was written.
@@ -991,6 +1100,12 @@ L2FillMany(int n, const L2FillItem *items, const ArcTags *tags, bool *stored,
 	cmds = palloc(sizeof(TcRedisCommand) * (n + 1));
 	replies = palloc0(sizeof(TcRedisReply *) * (n + 1));
 	snprintf(genbuf, sizeof(genbuf), UINT64_FORMAT, InvalGeneration());
+	for (i = 0; i < n; i++)
+		if (fresh[i])
+			nfill++;
+	if (nfill > 1 && !TwoCacheRedisClusterMode())
+		return fill_many(n, items, tags, fresh, genbuf, stored, extra, extra_sent);
+	nfill = 0;
 	for (i = 0; i < n; i++)
 	{
 		size_t		rklen,

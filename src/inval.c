@@ -93,11 +93,12 @@
 #define TAG_MAX_ROUNDS		100000
 
 /*
- * Lua: one round of a tag invalidation on its set KEYS[1], from cursor
- * ARGV[1], ARGV[2] members at a time: SSCAN, then SREM of the members of
- * the key prefix ARGV[3] ('' = all), which it returns with the next cursor.
- * The members are deleted after (del_many_script, each on its own
- * node: the set and its members may be in different slots of a cluster).
+ * Lua: one round of a tag invalidation on its set KEYS[1] in a cluster,
+ * from cursor ARGV[1], ARGV[2] members at a time: SSCAN, then SREM of the
+ * members of the key prefix ARGV[3] ('' = all), which it returns with the
+ * next cursor.  The members are deleted after (del_many_script, each on its
+ * own node: the set and its members may be in different slots).  On one
+ * Redis, tag_peek_script and del_srem_script do the round instead.
  * Removed first, deleted second: a fill that adds a member again after the
  * SREM keeps it (its membership must outlive this invalidation, and the
  * delete's fence refuses it if it began before), whereas the other order
@@ -116,6 +117,42 @@ static const char *const tag_scan_script =
 "return out\n";
 
 /*
+ * Lua: tag_scan_script without the SREM, for one Redis (not a cluster),
+ * where del_srem_script then takes the members out of the set and deletes
+ * them in one script: a round cut between the two leaves them in the set,
+ * for the invalidation's retry to find.
+ */
+static const char *const tag_peek_script =
+"local r = redis.call('SSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
+"local prefix = ARGV[3]\n"
+"local out = {r[1]}\n"
+"for _, m in ipairs(r[2]) do\n"
+"  if prefix == '' or string.sub(m, 1, #prefix) == prefix then\n"
+"    out[#out + 1] = m\n"
+"  end\n"
+"end\n"
+"return out\n";
+
+/*
+ * Lua, one Redis: take the members KEYS[2], KEYS[4], ... out of the tag's
+ * set KEYS[1], delete them and set their stripes' fill fences KEYS[3],
+ * KEYS[5], ... to now (never back), atomically.  Returns how many existed.
+ */
+static const char *const del_srem_script =
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+"local n = 0\n"
+"for i = 2, #KEYS, 2 do\n"
+"  redis.call('SREM', KEYS[1], KEYS[i])\n"
+"  n = n + redis.call('DEL', KEYS[i])\n"
+"  local cur = tonumber(redis.call('GET', KEYS[i + 1]) or '0') or 0\n"
+"  local v = now\n"
+"  if cur > now then v = cur end\n"
+"  redis.call('SET', KEYS[i + 1], string.format('%.0f', v))\n"
+"end\n"
+"return n\n";
+
+/*
  * Lua: the later of Redis's clock (microseconds) and the fence KEYS[i]
  * already holds, as 'now'.  Fills that began at or before it are refused
  * (l2.c, fill_script).
@@ -130,8 +167,8 @@ static const char *const tag_scan_script =
 /*
  * Delete KEYS[1], KEYS[3], ... and set the fill fences KEYS[2], KEYS[4], ...
  * of their stripes to now (never back): a key's delete (two keys, in one
- * slot), or a round of a tag invalidation's members where they may be
- * touched together (one Redis, not a cluster).  Returns how many existed.
+ * slot), or one member of a tag invalidation's round in a cluster (on one
+ * Redis, del_srem_script).  Returns how many existed.
  */
 static const char *const del_many_script =
 "local t = redis.call('TIME')\n"
@@ -333,7 +370,8 @@ delete_members(TcRedisConn *conn, const TcRedisReply *scan, int nm, InvalItem *i
 {
 	TcRedisCommand cmds[INVAL_BATCH];
 	TcRedisReply *replies[INVAL_BATCH];
-	int			per_cmd = TwoCacheRedisClusterMode() ? 1 : Max(nm, 1);
+	bool		single = !TwoCacheRedisClusterMode();
+	int			per_cmd = single ? Max(nm, 1) : 1;
 	int			done = 0;
 
 	while (done < nm)
@@ -346,11 +384,21 @@ delete_members(TcRedisConn *conn, const TcRedisReply *scan, int nm, InvalItem *i
 		while (done < nm && nb < INVAL_BATCH)
 		{
 			int			k = Min(per_cmd, nm - done);
-			char	   *nkeys = psprintf("%d", 2 * k);
+			char	   *nkeys = psprintf("%d", 2 * k + (single ? 1 : 0));
 
 			TwoCacheRedisCommand(&cmds[nb], "EVAL");
-			TwoCacheRedisArg(&cmds[nb], del_many_script, strlen(del_many_script));
-			TwoCacheRedisArg(&cmds[nb], nkeys, strlen(nkeys));
+			if (single)
+			{
+				/* the set too: out of it, deleted and fenced at once */
+				TwoCacheRedisArg(&cmds[nb], del_srem_script, strlen(del_srem_script));
+				TwoCacheRedisArg(&cmds[nb], nkeys, strlen(nkeys));
+				TwoCacheRedisArg(&cmds[nb], item->rkey, item->rkeylen);
+			}
+			else
+			{
+				TwoCacheRedisArg(&cmds[nb], del_many_script, strlen(del_many_script));
+				TwoCacheRedisArg(&cmds[nb], nkeys, strlen(nkeys));
+			}
 			for (j = 0; j < k; j++)
 			{
 				const TcRedisReply *m = scan->element[1 + done + j];
@@ -398,6 +446,7 @@ send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 	int			rounds = 0;
 	TcRedisCommand cmd;
 	TcRedisReply *reply;
+	bool		single = !TwoCacheRedisClusterMode();
 
 	/* first the fence: a fill with this tag that began before is refused */
 	TwoCacheRedisCommand(&cmd, "EVAL");
@@ -426,7 +475,10 @@ send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 			break;
 		CHECK_FOR_INTERRUPTS();
 		TwoCacheRedisCommand(&cmd, "EVAL");
-		TwoCacheRedisArg(&cmd, tag_scan_script, strlen(tag_scan_script));
+		if (single)
+			TwoCacheRedisArg(&cmd, tag_peek_script, strlen(tag_peek_script));
+		else
+			TwoCacheRedisArg(&cmd, tag_scan_script, strlen(tag_scan_script));
 		TwoCacheRedisArg(&cmd, "1", 1);
 		TwoCacheRedisArg(&cmd, item->rkey, item->rkeylen);
 		TwoCacheRedisArg(&cmd, cursor, strlen(cursor));
@@ -447,10 +499,13 @@ send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 		cursor[next->len] = '\0';
 
 		/*
-		 * The members are out of the set now: if deleting them fails, the
-		 * next invalidation of the tag cannot find them, so nothing older
-		 * than now may be trusted in Redis: the generation is bumped (the
-		 * queue's overflow), whatever ends this, an ERROR included.
+		 * In a cluster the members are out of the set now: if deleting them
+		 * fails, the next invalidation of the tag cannot find them, so
+		 * nothing older than now may be trusted in Redis: the generation is
+		 * bumped (the queue's overflow), whatever ends this, an ERROR
+		 * included.  On one Redis they are still in the set until the one
+		 * script that deletes them takes them out: a failure leaves them for
+		 * the retry, and bumps nothing.
 		 */
 		nm = (int) reply->elements - 1;
 		ok = true;
@@ -460,7 +515,7 @@ send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 		}
 		PG_CATCH();
 		{
-			if (nm > 0)
+			if (nm > 0 && !single)
 				InvalQueueOverflow();
 			TwoCacheRedisFreeReplies(1, &reply);
 			PG_RE_THROW();
@@ -469,7 +524,8 @@ send_tag(TcRedisConn *conn, const char *channel, InvalItem *item,
 		TwoCacheRedisFreeReplies(1, &reply);
 		if (!ok)
 		{
-			InvalQueueOverflow();
+			if (!single)
+				InvalQueueOverflow();
 			return false;
 		}
 	} while (strcmp(cursor, "0") != 0);

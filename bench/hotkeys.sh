@@ -65,7 +65,8 @@ outdir=$(cd "$outdir" && pwd)
 [ -w "$outdir" ] || { echo "hotkeys: cannot write to $outdir (use --out DIR)" >&2; exit 1; }
 
 # Sizes.  Full: about three minutes on two cores; quick: about one.
-HOT_TTL=3 HOT_FETCH=1 HOT_CLIENTS=4	# workload 1: TTL, fetch time (s), clients
+HOT_TTL=3 HOT_FETCH=1 HOT_CLIENTS=4	# workload 1: TTL, fetch time (s), clients,
+HOT_RATE=1000						# and calls per second of them all
 HOT_REFRESH=${HOTKEYS_REFRESH_AFTER:-1500ms}	# refresh age in the new mode
 FLEET_PER=10 FLEET_FETCH=0.5		# workload 2: callers per server, fetch (s)
 FLEET_SIZES=(2 4)
@@ -73,7 +74,7 @@ N_IDS=1000							# workloads 3 and 4
 if [ -n "$quick" ]; then
 	HOT_SECONDS=8 FLEET_ROUNDS=1 REPS=1
 else
-	HOT_SECONDS=12 FLEET_ROUNDS=3 REPS=5
+	HOT_SECONDS=12 FLEET_ROUNDS=5 REPS=5
 fi
 
 me=hotkeys
@@ -313,6 +314,7 @@ DECLARE
 	keys text[] := ARRAY(SELECT prefix || i FROM generate_series(1, n) AS i);
 	batch_fq text := format('SELECT %L || id, payload FROM t WHERE id = ANY (SELECT split_part(k, '':'', 2)::int FROM unnest($1) AS k)', prefix);
 	missing text[];
+	i int;
 	t0 timestamptz;
 	v text;
 	r record;
@@ -371,12 +373,12 @@ sql f1 <<<"$timing_sql"
 # once (connections opened and warmed first, kept for later rounds); each
 # server's counters are reset before.  Returns the fleet's fetches and
 # fetch_waits, the wall time from the first send to the last result, and how
-# many callers got 'v'.
+# many callers got 'v' (other: what the others got).
 sql f1 <<'EOF'
 CREATE EXTENSION dblink;
 CREATE FUNCTION hk_fleet(conninfos text[], per int, k text, fq text,
 						 OUT fetches bigint, OUT waits bigint, OUT wall_ms float8,
-						 OUT got int)
+						 OUT got int, OUT other text)
 LANGUAGE plpgsql AS $$
 DECLARE
 	nserv int := array_length(conninfos, 1);
@@ -413,6 +415,8 @@ BEGIN
 			SELECT r.v INTO v FROM dblink_get_result(c) AS r(v text);
 			IF v = 'v' THEN
 				got := got + 1;
+			ELSE
+				other := coalesce(other || ', ', '') || coalesce(quote_literal(v), 'NULL');
 			END IF;
 			PERFORM FROM dblink_get_result(c) AS r(v text);
 		END LOOP;
@@ -441,7 +445,7 @@ log "set-up done: table t of $N_IDS ids on every server; workers subscribed"
 
 hot_fq="SELECT (SELECT 'v' FROM pg_sleep($HOT_FETCH))"
 
-# hot MODE KEY: pgbench on l, one transaction log; sets hot_MODE_* figures.
+# hot MODE KEY (no ":" in KEY: pgbench variables): pgbench on l, one transaction log; sets hot_MODE_* figures.
 hot()
 {
 	local mode=$1 key=$2 call out stats
@@ -451,8 +455,11 @@ hot()
 	# The key filled, the counters reset: the run starts with a fresh value.
 	[ "$(scalar l <<<"${call%;} = 'v';")" = t ] || fail "hot key: the fetch did not return 'v'"
 	scalar l <<<"SELECT twocache_stats_reset();" >/dev/null
+	# At a fixed rate (-R): the latency is counted from each call's scheduled
+	# start, so a call held up behind a stalled one counts its wait; and
+	# pgbench's clock is exact (unthrottled, most calls are logged as 0 µs).
 	if ! out=$(${as[@]+"${as[@]}"} "$bindir/pgbench" -n -M prepared -c "$HOT_CLIENTS" -j 2 \
-		-T "$HOT_SECONDS" -l --log-prefix="$tmp/hot_$mode" -f "$tmp/hot_$mode.sql" \
+		-R "$HOT_RATE" -T "$HOT_SECONDS" -l --log-prefix="$tmp/hot_$mode" -f "$tmp/hot_$mode.sql" \
 		-h "$tmp/l" -p "${port[l]}" -U "$dbuser" postgres 2>&1); then
 		echo "$out" >&2
 		fail "pgbench (hot key, $mode) failed"
@@ -460,35 +467,43 @@ hot()
 	stats=$(scalar l <<<"SELECT fetches, fetch_waits, coalesce(to_jsonb(s) ->> 'refreshes', '-'), coalesce(to_jsonb(s) ->> 'refresh_errors', '-') FROM twocache_stats AS s;")
 	read -r "hot_${mode}_fetches" "hot_${mode}_waits" "hot_${mode}_refreshes" "hot_${mode}_rerrors" <<<"$stats"
 	# Per transaction: client, number, latency (µs), script, epoch s, µs
-	# (completion).  Times from the first start; throughput per whole second.
-	cat "$tmp/hot_$mode".* | awk -v dat="$tmp/hot_$mode.dat" '
-		{ lat[NR] = $3 / 1000; end[NR] = $5 + $6 / 1e6; st = end[NR] - lat[NR]
+	# (completion), schedule lag.  Times from the first start; throughput per whole second.
+	cat "$tmp/hot_$mode".[0-9]* | awk -v dat="$tmp/hot_$mode.dat" -v lats="$tmp/hot_$mode.lat" '
+		{ lat[NR] = $3 / 1000; end[NR] = $5 + $6 / 1e6; st = end[NR] - $3 / 1e6
 		  if (NR == 1 || st < t0) t0 = st; if (NR == 1 || end[NR] > t1) t1 = end[NR]
 		  if (lat[NR] > mx) mx = lat[NR]; if (lat[NR] > 10) slow++ }
 		END {
 			if (NR == 0) exit 1
-			for (i = 1; i <= NR; i++) { printf "%.4f %.3f\n", end[i] - t0, lat[i] > dat; s[i] = lat[i]
-				b = int(end[i] - t0); per[b]++ }
-			n = asort(s)
-			full = int(t1 - t0); minps = -1
+			for (i = 1; i <= NR; i++) {
+				print lat[i] > lats
+				printf "%.6f %.3f\n", end[i] - t0, lat[i] > dat
+				b = int(4 * (end[i] - t0)); per[b]++
+			}
+			# calls completed per second in the slowest whole quarter second
+			full = int(4 * (t1 - t0)); minps = -1
 			for (b = 0; b < full; b++) if (minps < 0 || per[b] + 0 < minps) minps = per[b] + 0
-			printf "%d %.3f %.3f %.3f %.1f %d %d %.2f\n", NR, s[int(0.5 * (n - 1)) + 1], \
-				s[int(0.99 * (n - 1)) + 1], mx, NR / (t1 - t0), minps, slow + 0, t1 - t0
+			printf "%d %.3f %.0f %d %d %.2f\n", NR, mx, NR / (t1 - t0), 4 * minps, slow + 0, t1 - t0
 		}' >"$tmp/hot_$mode.sum" || fail "hot key ($mode): no transaction logged"
-	read -r "hot_${mode}_n" "hot_${mode}_p50" "hot_${mode}_p99" "hot_${mode}_max" \
-		"hot_${mode}_tps" "hot_${mode}_minps" "hot_${mode}_slow" "hot_${mode}_secs" <"$tmp/hot_$mode.sum"
+	read -r "hot_${mode}_n" "hot_${mode}_max" "hot_${mode}_tps" "hot_${mode}_minps" \
+		"hot_${mode}_slow" "hot_${mode}_secs" <"$tmp/hot_$mode.sum"
+	# p50 and p99 (the nearest rank); the longest time in which no call ended
+	read -r "hot_${mode}_p50" "hot_${mode}_p99" < <(sort -g "$tmp/hot_$mode.lat" |
+		awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(0.5 * (NR - 1)) + 1], v[int(0.99 * (NR - 1)) + 1] }')
+	read -r "hot_${mode}_gap" < <(cut -d ' ' -f 1 "$tmp/hot_$mode.dat" | sort -g |
+		awk 'NR > 1 && $1 - p > g { g = $1 - p } { p = $1 } END { printf "%.1f\n", 1000 * g }')
+	rm -f "$tmp/hot_$mode".[0-9]* "$tmp/hot_$mode.lat"
 	local -n n_=hot_${mode}_n p99_=hot_${mode}_p99 max_=hot_${mode}_max tps_=hot_${mode}_tps \
-		minps_=hot_${mode}_minps f_=hot_${mode}_fetches
-	numbers "hot key ($mode)" "$n_" "$p99_" "$max_" "$tps_" "$minps_" "$f_"
-	log "   $mode: $n_ calls, p99 $p99_ ms, max $max_ ms, $tps_ calls/s (slowest second $minps_), fetches $f_"
+		minps_=hot_${mode}_minps f_=hot_${mode}_fetches gap_=hot_${mode}_gap
+	numbers "hot key ($mode)" "$n_" "$p99_" "$max_" "$tps_" "$minps_" "$f_" "$gap_"
+	log "   $mode: $n_ calls, p99 $p99_ ms, max $max_ ms, $tps_ calls/s (slowest quarter second $minps_/s), longest gap $gap_ ms, fetches $f_"
 }
 
 log "1. hot-key expiry: $HOT_CLIENTS clients, TTL ${HOT_TTL}s, fetch ${HOT_FETCH}s, ${HOT_SECONDS}s per mode"
-hot today hot:today
+hot today hot-today
 if [ -n "$has_refresh" ]; then
 	set_conf twocache.refresh_after "$HOT_REFRESH" l
 	hot_refresh_setting=$(show l twocache.refresh_after)
-	hot new hot:new
+	hot new hot-new
 	set_conf twocache.refresh_after DEFAULT l
 else
 	log "   new (refresh ahead): not in this version"
@@ -516,18 +531,18 @@ fleet_mode()
 {
 	local mode=$1 size r f w wall got
 	for size in "${FLEET_SIZES[@]}"; do
-		while read -r f w wall got; do
+		while IFS='|' read -r f w wall got other; do
 			numbers "fleet ($mode, $size servers)" "$f" "$w" "$wall" "$got"
 			[ "$got" = $((size * FLEET_PER)) ] ||
-				fail "fleet ($mode, $size servers): $got of $((size * FLEET_PER)) callers got the value"
+				fail "fleet ($mode, $size servers): $got of $((size * FLEET_PER)) callers got the value 'v'; the others got: $other"
 			fleet_f[$mode.$size]+=" $f"
 			fleet_w[$mode.$size]+=" $w"
 			fleet_wall[$mode.$size]+=" $wall"
 		done < <(
 			for r in $(seq "$FLEET_ROUNDS"); do
-				printf "SELECT fetches, waits, round(wall_ms::numeric, 1), got FROM hk_fleet((:'ci')::text[], %d, %s, :'fq');\n" \
-					"$size" "'fleet:$mode:$size:$r:$RANDOM'"
-			done | scalar f1 -v ci="$(conninfo_array "$size")" -v fq="$fleet_fq"
+				printf "SELECT fetches, waits, round(wall_ms::numeric, 1), got, other FROM hk_fleet((:'ci')::text[], %d, %s, :'fq');\n" \
+					"$FLEET_PER" "'fleet:$mode:$size:$r:$RANDOM'"
+			done | scalar f1 -F '|' -v ci="$(conninfo_array "$size")" -v fq="$fleet_fq"
 		)
 		# shellcheck disable=SC2086
 		[ "$(wc -w <<<"${fleet_f[$mode.$size]}")" = "$FLEET_ROUNDS" ] ||
@@ -565,7 +580,7 @@ cold()
 {
 	local s=$1 v=$2 p=$3 out ms hits
 	[ "$s" = l ] || flushdb
-	out=$(scalar "$s" -v v="$v" -v n="$N_IDS" -v p="$p" -v wp="warm:$RANDOM$RANDOM:" <<'EOF'
+	out=$(scalar "$s" -v v="$v" -v n="$N_IDS" -v p="$p" -v wp="warm$RANDOM$RANDOM:" <<'EOF'
 SELECT * FROM hk_n1(:'v', 10, :'wp') \gset
 SELECT twocache_flush_local() \gset
 SELECT twocache_stats_reset() \gset
@@ -661,15 +676,15 @@ hot_row()
 	local m=$1 label=$2
 	local -n n_=hot_${m}_n p50_=hot_${m}_p50 p99_=hot_${m}_p99 max_=hot_${m}_max \
 		tps_=hot_${m}_tps minps_=hot_${m}_minps slow_=hot_${m}_slow f_=hot_${m}_fetches \
-		w_=hot_${m}_waits rf_=hot_${m}_refreshes re_=hot_${m}_rerrors
-	echo "| $label | $n_ | $p50_ | **$p99_** | **$max_** | $slow_ | $tps_ | $minps_ | $f_ | $w_ | $rf_ | $re_ |"
+		w_=hot_${m}_waits rf_=hot_${m}_refreshes re_=hot_${m}_rerrors gap_=hot_${m}_gap
+	echo "| $label | $n_ | $p50_ | **$p99_** | **$max_** | $slow_ | $tps_ | $minps_ | $gap_ | $f_ | $w_ | $rf_ | $re_ |"
 }
 if [ -n "$has_refresh" ]; then
 	hot_new_row=$(hot_row new "refresh ahead (\`twocache.refresh_after = '$hot_refresh_setting'\`)")
 	t_hot=$(check "$hot_new_max" "<=" 10)
 	t_hot_text="$hot_new_max ms (today $hot_today_max ms)"
 else
-	hot_new_row="| refresh ahead | $na | | | | | | | | | | |"
+	hot_new_row="| refresh ahead | $na | | | | | | | | | | | |"
 	t_hot="—" t_hot_text="$na (today $hot_today_max ms)"
 fi
 
@@ -714,7 +729,7 @@ if [ -n "$has_batch" ]; then
 	r_l=$(ratio "${fig[l.batch]}" "${fig[l.direct]}")
 	r_f=$(ratio "${fig[f1.batch]}" "${fig[f1.direct]}")
 	t_n1=$( [ "$(check "$r_l" "<=" 2)" = PASS ] && [ "$(check "$r_f" "<=" 2)" = PASS ] && echo PASS || echo MISS)
-	t_n1_text="local $r_l ×, two-layer $r_f × (today, (b): $(ratio "${fig[l.get]}" "${fig[l.direct]}" 0) ×, $(ratio "${fig[f1.get]}" "${fig[f1.direct]}" 0) ×)"
+	t_n1_text="local $r_l ×, two-layer $r_f × (today, (b): $(ratio "${fig[l.get]}" "${fig[l.direct]}" 0) ×, $(ratio "${fig[f1.get]}" "${fig[f1.direct]}" 0) ×); against (a'), one query per id: $(ratio "${fig[l.batch]}" "${fig[l.direct_each]}") ×, $(ratio "${fig[f1.batch]}" "${fig[f1.direct_each]}") ×"
 else
 	t_n1="—"
 	t_n1_text="$na (today, (b): local $(ratio "${fig[l.get]}" "${fig[l.direct]}" 0) ×, two-layer $(ratio "${fig[f1.get]}" "${fig[f1.direct]}" 0) ×)"
@@ -770,19 +785,22 @@ Servers: **L** (twocache in local mode) and **F1 to F4** (two-layer mode, all on
 ## 1. Hot-key expiry
 
 One key on L, TTL $HOT_TTL s, fetch query \`$hot_fq\` (${HOT_FETCH} s); \`pgbench -M prepared -c $HOT_CLIENTS -j 2
--T $HOT_SECONDS -l\`, every call \`twocache_get(key, fetch_query, '$HOT_TTL s')\`, the key filled just before
-the run.  Latencies (ms) of every call from pgbench's per-transaction log; calls per second over
-the run, and in its slowest whole second.  Counters from \`twocache_stats\`, reset before.
+-R $HOT_RATE -T $HOT_SECONDS -l\`, every call \`twocache_get(key, fetch_query, '$HOT_TTL s')\`, the key filled just
+before the run.  Latencies (ms) of every call from pgbench's per-transaction log: at a fixed rate
+pgbench counts each call's latency from its scheduled start, so the calls queued behind a stalled
+one count their wait (what a reader sees).  Calls per second over the run, and in its slowest
+whole quarter second (the calls held up by a stall end together, in the same second); the
+longest time in which no call ended.  Counters from \`twocache_stats\`, reset before.
 
-| Mode | Calls | p50 | p99 | max | calls over 10 ms | calls/s | slowest second | fetches | fetch_waits | refreshes | refresh_errors |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| Mode | Calls | p50 ms | p99 ms | max ms | calls over 10 ms | calls/s | calls/s, slowest ¼ s | longest gap, ms | fetches | fetch_waits | refreshes | refresh_errors |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $(hot_row today "today (the entry expires; every reader waits for the refetch)")
 $hot_new_row
 
 ## 2. Fleet: several servers miss one key at once
 
 $FLEET_PER callers on each of the first N of F1 to F4, connections opened and warmed beforehand,
-are sent \`twocache_get(key, '$fleet_fq')\` at once (\`dblink_send_query\` from F1, all within a few
+are sent \`twocache_get(key, fetch_query)\`, fetch query \`$fleet_fq\`, at once (\`dblink_send_query\` from F1, all within a few
 ms) on a fresh key absent from every L1 and from Redis; every caller must get \`'v'\`.  Fetches
 and waits: the sum of \`fetches\` and \`fetch_waits\` over those servers' \`twocache_stats\`, reset
 before each round.  $FLEET_ROUNDS rounds per row, a fresh key each.
@@ -841,10 +859,10 @@ done >"$tmp/fleet.dat"
 for v in direct direct_each get manual batch; do
 	case $v in
 		direct) lbl="(a) direct" ;;
-		direct_each) lbl="(a') direct per id" ;;
-		get) lbl="(b) get per id" ;;
-		manual) lbl="(c) mget+query+set" ;;
-		batch) lbl="(d) batch mget" ;;
+		direct_each) lbl="(a') per id" ;;
+		get) lbl="(b) get" ;;
+		manual) lbl="(c) manual" ;;
+		batch) lbl="(d) batch" ;;
 	esac
 	echo "\"$lbl\" ${fig[l.$v]:-?} ${fig[f1.$v]:-?}"
 done >"$tmp/n1.dat"
@@ -873,7 +891,7 @@ set multiplot layout 2,2 title "twocache hot-key benchmarks, $(date -u +%Y-%m-%d
 set grid ytics
 set key top right
 
-set title "1. Hot key (TTL ${HOT_TTL}s, fetch ${HOT_FETCH}s, $HOT_CLIENTS clients): latency of each call (ms, log scale)"
+set title "1. Hot key (TTL ${HOT_TTL}s, fetch ${HOT_FETCH}s, $HOT_CLIENTS clients, $HOT_RATE calls/s): latency of each call (ms, log scale)"
 set logscale y
 set xlabel "seconds into the run"
 plot '$tmp/hot_today.dat' using 1:2 with points pt 7 ps 0.4 lc rgb '#ee6677' title 'today', \

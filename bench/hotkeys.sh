@@ -72,9 +72,9 @@ FLEET_PER=10 FLEET_FETCH=0.5		# workload 2: callers per server, fetch (s)
 FLEET_SIZES=(2 4)
 N_IDS=1000							# workloads 3 and 4
 if [ -n "$quick" ]; then
-	HOT_SECONDS=8 FLEET_ROUNDS=1 REPS=1
+	HOT_SECONDS=8 HOT_RUNS=1 FLEET_ROUNDS=1 REPS=1
 else
-	HOT_SECONDS=12 FLEET_ROUNDS=5 REPS=5
+	HOT_SECONDS=12 HOT_RUNS=3 FLEET_ROUNDS=5 REPS=9
 fi
 
 me=hotkeys
@@ -498,12 +498,36 @@ hot()
 	log "   $mode: $n_ calls, p99 $p99_ ms, max $max_ ms, $tps_ calls/s (slowest quarter second $minps_/s), longest gap $gap_ ms, fetches $f_"
 }
 
-log "1. hot-key expiry: $HOT_CLIENTS clients, TTL ${HOT_TTL}s, fetch ${HOT_FETCH}s, ${HOT_SECONDS}s per mode"
-hot today hot-today
+# hot_mode MODE: HOT_RUNS runs of hot, each on a fresh key; hot_MODE_* are
+# then the medians, hot_runs[MODE.*] each run's figures, and the chart shows
+# the first run.
+hot_fields=(n p50 p99 max slow tps minps gap fetches waits refreshes rerrors)
+declare -A hot_runs=()
+hot_mode()
+{
+	local mode=$1 r f v
+	for r in $(seq "$HOT_RUNS"); do
+		hot "$mode" "hot-$mode-$r"
+		[ "$r" != 1 ] || cp "$tmp/hot_$mode.dat" "$tmp/hot_$mode.plot"
+		for f in "${hot_fields[@]}"; do
+			v=hot_${mode}_$f
+			hot_runs[$mode.$f]+=" ${!v}"
+		done
+	done
+	for f in "${hot_fields[@]}"; do
+		# shellcheck disable=SC2086
+		set -- ${hot_runs[$mode.$f]}
+		if [ "$1" = - ]; then v=-; else v=$(median "$@"); fi
+		printf -v "hot_${mode}_$f" '%s' "$v"
+	done
+}
+
+log "1. hot-key expiry: $HOT_CLIENTS clients, TTL ${HOT_TTL}s, fetch ${HOT_FETCH}s, $HOT_RUNS runs of ${HOT_SECONDS}s per mode"
+hot_mode today
 if [ -n "$has_refresh" ]; then
 	set_conf twocache.refresh_after "$HOT_REFRESH" l
 	hot_refresh_setting=$(show l twocache.refresh_after)
-	hot new hot-new
+	hot_mode new
 	set_conf twocache.refresh_after DEFAULT l
 else
 	log "   new (refresh ahead): not in this version"
@@ -790,12 +814,16 @@ before the run.  Latencies (ms) of every call from pgbench's per-transaction log
 pgbench counts each call's latency from its scheduled start, so the calls queued behind a stalled
 one count their wait (what a reader sees).  Calls per second over the run, and in its slowest
 whole quarter second (the calls held up by a stall end together, in the same second); the
-longest time in which no call ended.  Counters from \`twocache_stats\`, reset before.
+longest time in which no call ended.  Counters from \`twocache_stats\`, reset before.  Median of
+$HOT_RUNS runs of $HOT_SECONDS s, each on a fresh key (the chart shows the first).
 
 | Mode | Calls | p50 ms | p99 ms | max ms | calls over 10 ms | calls/s | calls/s, slowest ¼ s | longest gap, ms | fetches | fetch_waits | refreshes | refresh_errors |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $(hot_row today "today (the entry expires; every reader waits for the refetch)")
 $hot_new_row
+
+Each run: today p99${hot_runs[today.p99]} ms, max${hot_runs[today.max]} ms, fetches${hot_runs[today.fetches]}$(
+	[ -z "$has_refresh" ] || printf '; refresh ahead p99%s ms, max%s ms, fetches%s, refreshes%s' "${hot_runs[new.p99]}" "${hot_runs[new.max]}" "${hot_runs[new.fetches]}" "${hot_runs[new.refreshes]}").
 
 ## 2. Fleet: several servers miss one key at once
 
@@ -874,7 +902,7 @@ done >"$tmp/n1.dat"
 		echo "\"params (n/a)\" ? ?"
 	fi
 } >"$tmp/params.dat"
-[ -n "$has_refresh" ] || echo "? ?" >"$tmp/hot_new.dat"
+[ -n "$has_refresh" ] || echo "? ?" >"$tmp/hot_new.plot"
 
 chart=
 if [ -n "$gnuplot" ]; then
@@ -894,8 +922,8 @@ set key top right
 set title "1. Hot key (TTL ${HOT_TTL}s, fetch ${HOT_FETCH}s, $HOT_CLIENTS clients, $HOT_RATE calls/s): latency of each call (ms, log scale)"
 set logscale y
 set xlabel "seconds into the run"
-plot '$tmp/hot_today.dat' using 1:2 with points pt 7 ps 0.4 lc rgb '#ee6677' title 'today', \
-	'$tmp/hot_new.dat' using 1:2 with points pt 7 ps 0.4 lc rgb '#4477aa' title '$([ -n "$has_refresh" ] && echo 'refresh ahead' || echo "refresh ahead: $na")'
+plot '$tmp/hot_today.plot' using 1:2 with points pt 7 ps 0.4 lc rgb '#ee6677' title 'today', \
+	'$tmp/hot_new.plot' using 1:2 with points pt 7 ps 0.4 lc rgb '#4477aa' title '$([ -n "$has_refresh" ] && echo 'refresh ahead' || echo "refresh ahead: $na")'
 unset logscale y
 unset xlabel
 
@@ -906,7 +934,7 @@ set boxwidth 0.8
 set xtics nomirror
 
 set title "2. Fleet: $FLEET_PER callers per server miss one key at once: fetches in the fleet (goal 1)"
-set yrange [0:*]
+set yrange [0:${FLEET_SIZES[-1]} + 1]
 plot '$tmp/fleet.dat' using 2:xtic(1) title 'today' lc rgb '#ee6677', \
 	'' using 3 title '$([ -n "$has_lease" ] && echo 'lease' || echo "lease: $na")' lc rgb '#4477aa'
 

@@ -214,12 +214,17 @@ wait_subscribed()
 }
 
 # Set twocache setting NAME to VALUE (DEFAULT: reset) on the servers given,
-# reload, and wait until a new session sees it.
+# reload, and wait (at most 5 s) until a new session sees it: the default
+# itself, or any change (none is waited for when VALUE, as written, is the
+# setting already; another form of the value in force waits 5 s).
 set_conf()
 {
-	local name=$1 value=$2 s want got
+	local name=$1 value=$2 s want before got
 	shift 2
 	for s in "$@"; do
+		[ "$(scalar "$s" -v n="$name" <<<"SELECT context FROM pg_settings WHERE name = :'n';")" != postmaster ] ||
+			fail "$name can only be set at server start: this script cannot switch it"
+		before=$(scalar "$s" -v n="$name" <<<"SELECT setting FROM pg_settings WHERE name = :'n';")
 		if [ "$value" = DEFAULT ]; then
 			sql "$s" -v n="$name" <<<"ALTER SYSTEM RESET :\"n\";"
 			want=$(scalar "$s" -v n="$name" <<<"SELECT boot_val FROM pg_settings WHERE name = :'n';")
@@ -227,15 +232,14 @@ set_conf()
 			sql "$s" -v n="$name" -v v="$value" <<<"ALTER SYSTEM SET :\"n\" = :'v';"
 			want=
 		fi
-		[ "$(scalar "$s" -v n="$name" <<<"SELECT context FROM pg_settings WHERE name = :'n';")" != postmaster ] ||
-			fail "$name can only be set at server start: this script cannot switch it"
 		scalar "$s" <<<"SELECT pg_reload_conf();" >/dev/null
+		[ "$value" != "$before" ] || continue
 		for _ in $(seq 50); do
 			got=$(scalar "$s" -v n="$name" <<<"SELECT setting FROM pg_settings WHERE name = :'n';")
 			if [ -n "$want" ]; then
-				[ "$got" = "$want" ] && break
+				[ "$got" != "$want" ] || break
 			else
-				[ "$(scalar "$s" -v n="$name" <<<"SELECT sourcefile IS NOT NULL FROM pg_settings WHERE name = :'n';")" = t ] && break
+				[ "$got" = "$before" ] || break
 			fi
 			sleep 0.1
 		done

@@ -88,7 +88,8 @@ demo: deps
 	@PG_CONFIG=$(PG_CONFIG) $(CURDIR)/bench/demo.sh
 
 # Everything side by side on throwaway servers (its own Redis and memcached);
-# writes bench/results.md and bench/results.png.  Leaves nothing running.
+# writes bench/results.md and results.png, then bench/hotkeys.sh writes
+# bench/hotkeys.md and hotkeys.png.  Leaves nothing running.
 .PHONY: bench
 bench: deps
 	@$(MAKE) --no-print-directory install-for-test

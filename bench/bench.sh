@@ -13,6 +13,7 @@
 # invalidation delay, L1 hit throughput by clients, and ARC against LRU;
 # then writes results.md (figures, ratios, targets with PASS/MISS) and
 # results.png (gnuplot).  Every figure is the median of several runs.
+# Last, bench/hotkeys.sh (its own servers; hotkeys.md and hotkeys.png).
 #
 # Usage: bench/bench.sh [--smoke] [--out DIR]
 #
@@ -1124,3 +1125,7 @@ log "wrote $outdir/results.md${chart:+ and $outdir/results.png}"
 echo
 [ -z "$smoke" ] || echo "Smoke run: tiny sizes, single runs; these figures mean nothing."
 sed -n '/^## Targets/,/^!\[chart\]/p' "$report" | sed '$d'
+
+# The hot-key benchmarks (issue 13), on servers of their own: ours stop first.
+stop_all
+PG_CONFIG=$PG_CONFIG HOTKEYS_QUICK=$smoke "$here/hotkeys.sh" --out "$outdir"

@@ -27,7 +27,11 @@
  *   the backend fetches without the lease.  Waits are interruptible.
  * - A holder whose fetch fails (an error, a cancel) ends its lease at once,
  *   so a waiter takes over without waiting for it to expire; one that dies
- *   leaves it to expire.  A fetch longer than lease_ttl can run twice.
+ *   (or cannot reach Redis to end it) leaves it to expire for the other
+ *   servers, while its own server's next filler takes it over at once: on
+ *   a server only the key's flight takes a lease, so a lease of this
+ *   server's met by a new filler is one its holder left behind.  A fetch
+ *   longer than lease_ttl can run twice.
  * - Redis unavailable, or an error reply: no lease, the fetch runs (per-
  *   server single flight only, as before 1.4).
  *
@@ -76,11 +80,19 @@ static uint64 lease_counter = 0;
 
 /*
  * Take the lease: KEYS[1] the lease, ARGV[1] the token, ARGV[2] its life in
- * ms.  Returns -1 if taken, else the holder's remaining life in ms (-2: it
- * ended meanwhile; try again).
+ * ms, ARGV[3] this server's token prefix.  A lease of this server's is
+ * taken over: the caller fills the key for this server, so the backend that
+ * holds it has ended its flight without ending the lease (it died, or Redis
+ * failed when it tried).  Returns -1 if taken, else the holder's remaining
+ * life in ms (-2: it ended meanwhile; try again).
  */
 static const char *const lease_take_script =
 "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end\n"
+"local cur = redis.call('GET', KEYS[1])\n"
+"if cur and string.sub(cur, 1, #ARGV[3]) == ARGV[3] then\n"
+"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+"  return -1\n"
+"end\n"
 "return redis.call('PTTL', KEYS[1])\n";
 
 /*
@@ -189,8 +201,12 @@ try_take(const ArcKey *key, FleetLease *lease, int64 *wait_ms, L2FillStart *star
 	char	   *name = lease_name(key, &nlen);
 	LeaseResult result = LEASE_NONE;
 
-	snprintf(lease->token, sizeof(lease->token), "%s:%d:" UINT64_FORMAT,
-			 twocache_shared->instance_id, MyProcPid, ++lease_counter);
+	char		prefix[TWOCACHE_MAX_INSTANCE_ID + 2];
+
+	/* instance:pid:n; the instance part names this server's leases */
+	snprintf(prefix, sizeof(prefix), "%s:", twocache_shared->instance_id);
+	snprintf(lease->token, sizeof(lease->token), "%s%d:" UINT64_FORMAT,
+			 prefix, MyProcPid, ++lease_counter);
 	snprintf(ttlbuf, sizeof(ttlbuf), "%d", twocache_lease_ttl);
 	TwoCacheRedisCommand(&cmd, "EVAL");
 	TwoCacheRedisArg(&cmd, lease_take_script, strlen(lease_take_script));
@@ -198,6 +214,7 @@ try_take(const ArcKey *key, FleetLease *lease, int64 *wait_ms, L2FillStart *star
 	TwoCacheRedisArg(&cmd, name, nlen);
 	TwoCacheRedisArg(&cmd, lease->token, strlen(lease->token));
 	TwoCacheRedisArg(&cmd, ttlbuf, strlen(ttlbuf));
+	TwoCacheRedisArg(&cmd, prefix, strlen(prefix));
 	if (!L2TimeWith(key, start, &cmd, &reply))
 		return LEASE_NONE;
 	if (reply->type == TC_REPLY_INTEGER)

@@ -4,8 +4,9 @@
 # the waiters get the value when it reaches Redis, woken by the holder's
 # message, not by the lease running out (the lease here lasts far longer
 # than the test waits); a holder whose fetch fails ends its lease and a
-# waiter fetches; a holder that dies leaves its lease to expire, then a
-# waiter fetches; fetch_wait_timeout bounds the wait; lease_ttl = 0 turns
+# waiter fetches; a holder that dies leaves its lease behind, which its own
+# server's next filler takes over at once, and which other servers wait
+# out; fetch_wait_timeout bounds the wait; lease_ttl = 0 turns
 # it off; with Redis down a fill runs as before.
 use strict;
 use warnings;
@@ -116,6 +117,21 @@ $locker->quit;
 is(collect($g2), 'from node2', 'the holder failed: node2 fetched its own value');
 $filler->quit;
 is($node2->safe_psql('postgres', 'SELECT fetches FROM twocache_stats'), '1', 'node2 fetched once');
+
+# ---------------------------------------------------------------------
+# a holder that dies leaves its lease behind: its own server's next filler
+# takes it over at once (the lease lasts 10 minutes here)
+# ---------------------------------------------------------------------
+($locker, $filler) = hold_on_node1('fl:8', 'SELECT v FROM gate');
+$node1->safe_psql('postgres',
+	q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%fl:8%' AND pid <> pg_backend_pid()});
+$locker->query_safe('COMMIT');
+$locker->quit;
+eval { $filler->quit; 1 };
+ok(scalar @{ $redis->command('KEYS', 'lease:*') } >= 1, "the dead holder's lease is left in Redis");
+is($node1->safe_psql('postgres',
+		q{SET statement_timeout = '20s'; SELECT twocache_get('fl:8', 'SELECT v FROM gate')}),
+	'from node1', "the holder's server fills the key at once, taking its lease over");
 
 # ---------------------------------------------------------------------
 # the holder dies: its lease expires, then a waiter fetches
